@@ -1,0 +1,95 @@
+"""The Python API: the same engine as %%tape, without IPython."""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping, Sequence
+
+from ._cell import compile_cell
+from ._engine import Body, Engine
+from ._result import TapeResult
+from ._sources import from_values, resolve
+from ._spec import SpecError, TapeSpec
+
+__all__ = ["tape", "new_engine", "run_code"]
+
+
+def new_engine() -> Engine:
+    return Engine()
+
+
+def run_code(engine: Engine, spec: TapeSpec, code: str, namespace: dict[str, Any], prefix: str = "tape") -> TapeResult:
+    """Compile ``code`` and differentiate it in ``namespace`` (what the magic does)."""
+    cell = compile_cell(code, prefix=prefix)
+    body = Body(cell=cell, namespace=namespace, targets=spec.targets)
+    body.target_names()  # a cell with no target is rejected before anything runs
+    body.check_targets()
+    sources = resolve(spec.sources, namespace)
+    return engine.run(spec, body, sources, namespace)
+
+
+def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, Any] | None = None, *,
+         namespace: dict[str, Any] | None = None, targets: Sequence[str] = (), order: int = 1,
+         jacobian: bool = False, hessian: bool = False, persistent: bool = False,
+         auto_watch: bool = True, watch: bool = True, forward: bool = False, check: bool = False,
+         eps: float | None = None, hvp: Any = None, eager: bool = False, display: str = "auto",
+         engine: Engine | None = None) -> TapeResult:
+    """Differentiate code or a function, as ``%%tape`` does.
+
+    Parameters
+    ----------
+    body
+        Code (a string, run in ``namespace``) or a callable of the sources.
+    sources
+        For code: names or dotted paths in ``namespace``. For a callable: the values
+        to call it with, a list (named after its parameters) or a dict by name.
+    namespace
+        Where code runs and names are looked up (default: a new empty dict).
+    targets, order, jacobian, hessian, persistent, auto_watch, watch, forward, check, eps, eager, display
+        As the magic's options of the same names (``watch=False`` is ``--no-watch``).
+    hvp
+        The vector for a Hessian-vector product (a tensor for a callable; a name for code).
+    engine
+        An :class:`Engine` to reuse, so traced functions are cached across calls.
+
+    Returns
+    -------
+    TapeResult
+
+    Examples
+    --------
+    >>> r = tape(lambda x, y: x**2 * y + y + 2, [3.0, 4.0], order=2)
+    >>> float(r.gradients["x"]), float(r.derivatives[2]["y"])
+    (24.0, 0.0)
+    """
+    engine = engine or Engine()
+    common = dict(targets=tuple(targets), order=order, jacobian=jacobian, hessian=hessian, persistent=persistent,
+                  auto_watch=auto_watch, watch_sources=watch, forward=forward, check=check, eps=eps,
+                  eager=eager, display=display)
+    if isinstance(body, str):
+        names = tuple(sources or ())
+        if any(not isinstance(name, str) for name in names):
+            raise SpecError("with code, sources are names in the namespace: tape('y = x**2', ['x'], namespace=ns)")
+        spec = TapeSpec(sources=names, hvp=hvp, **common)
+        return run_code(engine, spec, body, {} if namespace is None else namespace).with_display(display=display)
+    if not callable(body):
+        raise SpecError(f"tape() takes code (a string) or a callable, not a {type(body).__name__}")
+    names, values = _named(body, sources)
+    spec = TapeSpec(sources=tuple(names), **common)
+    result = engine.run(spec, Body(function=body, targets=spec.targets), from_values(names, values), None)
+    return result.with_display(display=display)
+
+
+def _named(function: Callable[..., Any], sources: Any) -> tuple[list[str], list[Any]]:
+    if sources is None:
+        raise SpecError("a callable needs its source values: tape(f, [3.0, 4.0]) or tape(f, {'x': 3.0})")
+    if isinstance(sources, Mapping):
+        return [str(name) for name in sources], list(sources.values())
+    values = list(sources)
+    try:
+        parameters = [p.name for p in inspect.signature(function).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        parameters = []
+    names = parameters[: len(values)]
+    names += [f"x{i}" for i in range(len(names), len(values))]
+    return names, values

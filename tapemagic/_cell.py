@@ -1,0 +1,166 @@
+"""A cell's code, compiled once, with what tapemagic needs to know about it.
+
+Pure standard library. The code is registered with :mod:`linecache` under its own
+file name, so a traceback through it shows the user's lines, as IPython's cells do.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import itertools
+import linecache
+from types import CodeType
+from typing import Any
+
+from ._spec import SpecError
+
+__all__ = ["Cell", "compile_cell"]
+
+_COUNTER = itertools.count(1)
+
+# Calls whose result the tape cannot differentiate through: used to explain a None gradient.
+_LEAVES_TF = {
+    "numpy": "calls .numpy(): the value becomes a NumPy array, a constant to the tape",
+    "item": "calls .item(): the value becomes a Python number, a constant to the tape",
+    "assign": "assigns a variable: assignment is not differentiable",
+    "assign_add": "assigns a variable: assignment is not differentiable",
+    "assign_sub": "assigns a variable: assignment is not differentiable",
+    "argmax": "uses argmax, whose result is an integer index with no gradient",
+    "argmin": "uses argmin, whose result is an integer index with no gradient",
+    "round": "rounds, which has no gradient",
+    "stop_gradient": "calls stop_gradient, which blocks the gradient on purpose",
+}
+_NUMPY_MODULES = {"np", "numpy"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """A parsed and compiled cell body.
+
+    Attributes
+    ----------
+    source : the code as the user wrote it.
+    filename : the name its frames carry in tracebacks.
+    body : code for every statement but a final expression.
+    last : code for the final expression, or None if the cell ends in a statement.
+    default_target : the name a final assignment binds, or None.
+    assigned : every plain name the cell assigns anywhere.
+    hints : (line, words) for lines that take values out of TensorFlow's reach.
+    """
+
+    source: str
+    filename: str
+    body: CodeType
+    last: CodeType | None
+    default_target: str | None
+    assigned: frozenset[str]
+    hints: tuple[tuple[int, str], ...]
+    loads: frozenset[str] = frozenset()
+    side_effects: tuple[str, ...] = ()
+
+    def run(self, namespace: dict[str, Any]) -> Any:
+        """Execute in ``namespace``; return the final expression's value (or None)."""
+        exec(self.body, namespace)  # noqa: S102 - the user's own cell, as IPython runs it
+        if self.last is not None:
+            return eval(self.last, namespace)  # noqa: S307 - the cell's last expression
+        return None
+
+    def rebinds(self, name: str) -> int | None:
+        """The first line on which the cell assigns ``name``, or None."""
+        for node in ast.walk(ast.parse(self.source)):
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
+                return node.lineno
+        return None
+
+
+def compile_cell(source: str, prefix: str = "tape-cell") -> Cell:
+    """Parse and compile a cell body; a syntax error becomes a SyntaxError as Python shows it."""
+    filename = f"<{prefix}-{next(_COUNTER)}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    tree = ast.parse(source, filename=filename, mode="exec")
+    statements = list(tree.body)
+    last = None
+    default_target = None
+    if statements and isinstance(statements[-1], ast.Expr):
+        expression = ast.Expression(statements.pop().value)
+        last = compile(expression, filename, "eval")
+    elif statements:
+        default_target = _assigned_name(statements[-1])
+    body = compile(ast.Module(body=statements, type_ignores=[]), filename, "exec")
+    return Cell(
+        source=source,
+        filename=filename,
+        body=body,
+        last=last,
+        default_target=default_target,
+        assigned=frozenset(_assigned_names(tree)),
+        hints=tuple(_hints(tree)),
+        loads=frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)),
+        side_effects=tuple(_side_effects(tree)),
+    )
+
+
+def _assigned_name(statement: ast.stmt) -> str | None:
+    if isinstance(statement, ast.Assign):
+        target = statement.targets[0]
+        if isinstance(target, ast.Name):
+            return target.id
+        raise SpecError(
+            "the cell ends in an assignment to several names: say which one to differentiate, "
+            "e.g. %%tape x -t y"
+        )
+    if isinstance(statement, (ast.AugAssign, ast.AnnAssign)) and isinstance(statement.target, ast.Name):
+        return statement.target.id
+    return None
+
+
+def _assigned_names(tree: ast.AST) -> set[str]:
+    return {
+        node.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)
+    }
+
+
+def _hints(tree: ast.AST) -> list[tuple[int, str]]:
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        function = node.func
+        if isinstance(function, ast.Attribute):
+            owner = function.value
+            if isinstance(owner, ast.Name) and owner.id in _NUMPY_MODULES:
+                found.append((node.lineno, f"calls {owner.id}.{function.attr}(): NumPy runs outside the tape"))
+            elif function.attr in _LEAVES_TF:
+                found.append((node.lineno, _LEAVES_TF[function.attr]))
+            elif function.attr == "cast" and _casts_to_integer(node):
+                found.append((node.lineno, "casts to an integer type, which has no gradient"))
+        elif isinstance(function, ast.Name) and function.id in ("float", "int"):
+            found.append((node.lineno, f"calls {function.id}(): the value becomes a Python number"))
+    return sorted(set(found))
+
+
+def _casts_to_integer(call: ast.Call) -> bool:
+    arguments = list(call.args[1:]) + [keyword.value for keyword in call.keywords if keyword.arg == "dtype"]
+    for argument in arguments:
+        text = ast.unparse(argument)
+        if "int" in text or "bool" in text:
+            return True
+    return False
+
+
+def _side_effects(tree: ast.AST) -> list[str]:
+    """What makes a cell unsafe to trace with tf.function: Python effects that would run at trace time only."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("print", "input", "open", "display"):
+            found.append(f"line {node.lineno} calls {node.func.id}()")
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            found.append(f"line {node.lineno} declares {type(node).__name__.lower()} names")
+        elif isinstance(node, (ast.Assign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, (ast.Attribute, ast.Subscript)):
+                    found.append(f"line {node.lineno} assigns to {ast.unparse(target)}")
+    return found

@@ -1,0 +1,365 @@
+"""Run code under nested tf.GradientTapes and collect every derivative asked for.
+
+Knows nothing of IPython: the magic and the Python API both hand it a body (a
+compiled cell or a callable) and a :class:`TapeSpec`, and get a :class:`TapeResult`.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import logging
+from typing import Any, Callable, Iterator, Sequence
+
+import tensorflow as tf
+
+from . import _why
+from ._cell import Cell
+from ._result import SourceInfo, TapeResult, TargetResult, WatchedInfo
+from ._sources import Source, is_float
+from ._spec import SpecError, TapeSpec
+
+__all__ = ["Engine", "Body", "watch", "differentiate"]
+
+# The tapes of the %%tape cell now running, for tapemagic.watch() inside it.
+_ACTIVE: contextvars.ContextVar[tuple[tf.GradientTape, ...] | None] = contextvars.ContextVar(
+    "tapemagic_active_tapes", default=None
+)
+
+
+def watch(*tensors: Any) -> None:
+    """Watch tensors on every tape of the running ``%%tape`` cell, as ``tape.watch`` does."""
+    tapes = _ACTIVE.get()
+    if tapes is None:
+        raise RuntimeError("tapemagic.watch() works inside a %%tape cell (or a tapemagic.tape call)")
+    for tape in tapes:
+        for tensor in tensors:
+            tape.watch(tensor)
+    watched = _WATCHED.get()
+    if watched is not None:
+        watched.update(id(tensor) for tensor in tensors)
+
+
+_WATCHED: contextvars.ContextVar[set[int] | None] = contextvars.ContextVar("tapemagic_watched", default=None)
+
+
+@dataclasses.dataclass
+class Body:
+    """What the engine runs: a compiled cell in a namespace, or a callable of the sources.
+
+    ``run()`` returns the targets' values by name, in order.
+    """
+
+    cell: Cell | None = None
+    namespace: dict[str, Any] | None = None
+    function: Callable[..., Any] | None = None
+    targets: tuple[str, ...] = ()
+    hvp_vector: Any = None
+
+    def target_names(self) -> tuple[str, ...]:
+        if self.targets:
+            return self.targets
+        if self.function is not None:
+            return ("f",)
+        assert self.cell is not None
+        if self.cell.last is not None:
+            return ("f",)
+        if self.cell.default_target is not None:
+            return (self.cell.default_target,)
+        raise SpecError(
+            "cannot tell what to differentiate: end the cell with an expression or an "
+            "assignment (y = ...), or name the target with -t NAME"
+        )
+
+    def check_targets(self) -> None:
+        """Reject a named target that the cell never assigns, before anything runs."""
+        if self.cell is None or not self.targets:
+            return
+        for name in self.targets:
+            if name not in self.cell.assigned and name not in (self.namespace or {}):
+                raise SpecError(
+                    f"target {name!r} is neither assigned by the cell nor defined: "
+                    "check its spelling, or assign it in the cell (e.g. y = x**2)"
+                )
+
+    def run(self, sources: Sequence[Source]) -> dict[str, Any]:
+        """Run once for real: a cell in the user's namespace, a function on the sources."""
+        if self.function is not None:
+            return self._returned(self.function(*[source.value for source in sources]))
+        assert self.cell is not None and self.namespace is not None
+        return self._collect(self.cell.run(self.namespace), self.namespace)
+
+    def replay(self, sources: Sequence[Source], values: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Run again without touching the user's namespace (for forward mode, checks, tracing).
+
+        ``values`` replaces sources by name: a cell sees them through a copy of its
+        namespace, so only top-level names can be replaced (see :meth:`can_replace`).
+        """
+        values = values or {}
+        if self.function is not None:
+            return self._returned(self.function(*[values.get(s.name, s.value) for s in sources]))
+        assert self.cell is not None and self.namespace is not None
+        namespace = dict(self.namespace)
+        namespace.update(values)
+        return self._collect(self.cell.run(namespace), namespace)
+
+    def can_replace(self, source: Source) -> bool:
+        return self.function is not None or ("." not in source.name and "[" not in source.name)
+
+    def _returned(self, returned: Any) -> dict[str, Any]:
+        if isinstance(returned, dict):
+            return {str(key): value for key, value in returned.items()}
+        return {self.target_names()[0]: returned}
+
+    def _collect(self, last: Any, namespace: dict[str, Any]) -> dict[str, Any]:
+        names = self.target_names()
+        if not self.targets and self.cell is not None and self.cell.last is not None:
+            return {names[0]: last}
+        values = {}
+        for name in names:
+            if name not in namespace:
+                raise SpecError(f"the cell ran but did not assign the target {name!r}: assign it, or choose another -t")
+            values[name] = namespace[name]
+        return values
+
+
+class _TapeStack:
+    """Nested tapes entered outermost first, stopped innermost first, always closed."""
+
+    def __init__(self, depth: int, auto_watch: bool) -> None:
+        self.tapes = [tf.GradientTape(persistent=True, watch_accessed_variables=auto_watch) for _ in range(depth)]
+        self._open: list[tf.GradientTape] = []
+
+    def __enter__(self) -> "_TapeStack":
+        for tape in reversed(self.tapes):
+            tape.__enter__()
+            self._open.append(tape)
+        return self
+
+    def stop(self, index: int) -> tf.GradientTape:
+        """Stop recording on tape ``index`` (0 is innermost) and everything inside it."""
+        tape = self.tapes[index]
+        while tape in self._open:
+            self._open.pop().__exit__(None, None, None)
+        return tape
+
+    def __exit__(self, *exc: object) -> None:
+        while self._open:
+            self._open.pop().__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def _tensorflow_warnings(notes: list[str]) -> Iterator[None]:
+    """Turn TensorFlow's Python warnings into notes on the result instead of stderr."""
+    logger = logging.getLogger("tensorflow")
+
+    def keep(record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            message = record.getMessage().strip()
+            if message and message not in notes:
+                notes.append(f"TensorFlow said: {message}")
+            return False
+        return True
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
+class Engine:
+    """Differentiates bodies; one per shell (the magic) or per caller (the Python API)."""
+
+    def __init__(self) -> None:
+        from ._trace import TraceCache
+
+        self.traces = TraceCache()
+
+    def run(self, spec: TapeSpec, body: Body, sources: list[Source], namespace: dict[str, Any] | None = None) -> TapeResult:
+        """Differentiate ``body`` as ``spec`` asks and build the result.
+
+        A cell runs once for real under ``spec.depth`` nested tapes. Jacobians,
+        Hessians and higher orders are computed in a traced tf.function where the
+        body can be traced, else on the eager tapes; forward mode, --check and --hvp
+        re-run the body without touching the namespace. On any exception the
+        conversions of sources are undone (unless the cell itself rebound the name)
+        and every tape is closed, then it propagates.
+        """
+        from . import _methods, _trace
+
+        body.check_targets()
+        names = body.target_names()
+        notes: list[str] = [source.note for source in sources if source.note]
+        manual: set[int] = set()
+        succeeded = False
+        try:
+            with _tensorflow_warnings(notes):
+                traced = None
+                if _trace.wanted(spec, sources) and (body.function is not None or spec.sources):
+                    # Traced first, on a copy of the namespace: if it cannot be traced,
+                    # the cell still runs for real exactly once, below.
+                    traced = self.traces.differentiate(spec, body, sources, notes)
+                if traced is not None and body.function is not None:
+                    raw = traced
+                elif traced is not None:
+                    raw = _trace.merge(differentiate(_trace.first_order(spec), body, sources, manual), traced)
+                else:
+                    raw = differentiate(spec, body, sources, manual)
+                extras = _methods.extras(spec, body, raw, names, namespace)
+            succeeded = True
+        finally:
+            if not succeeded:
+                _undo_conversions(sources, namespace)
+        raw.update(extras)
+        return self._result(spec, body, names, sources, raw, manual, notes, namespace)
+
+    def _result(self, spec: TapeSpec, body: Body, names: tuple[str, ...], sources: list[Source],
+                raw: dict[str, Any], manual: set[int], notes: list[str], namespace: dict[str, Any] | None) -> TapeResult:
+        sources = raw["sources"]
+        watched = raw.get("watched", ())
+        watched_ids = {id(variable) for variable in watched}
+        names_by_id = _variable_names(sources, namespace)
+        targets = []
+        for name in names:
+            value = raw["values"][name]
+            derivatives = raw["derivatives"][name]
+            reasons = {}
+            for source in sources:
+                if derivatives[1].get(source.name) is None:
+                    reasons[source.name] = _why.explain(
+                        spec, name, value, source, body.cell, namespace,
+                        watched=spec.watch_sources or id(source.value) in watched_ids or id(source.value) in manual,
+                    )
+            targets.append(TargetResult(
+                name=name,
+                value=value,
+                derivatives=derivatives,
+                jacobian=raw["jacobians"].get(name),
+                hessian=raw["hessians"].get(name),
+                reasons=reasons,
+                forward=raw.get("forward", {}).get(name),
+                check=raw.get("check", {}).get(name),
+                hvp=raw.get("hvp", {}).get(name),
+            ))
+        notes.extend(_why.rebinding_notes(sources, body.cell, namespace))
+        return TapeResult(
+            spec=spec,
+            targets=tuple(targets),
+            sources=tuple(SourceInfo.of(source) for source in sources),
+            watched=tuple(WatchedInfo.of(variable, names_by_id.get(id(variable), variable.name)) for variable in watched),
+            notes=tuple(notes),
+            tape=raw.get("tape"),
+            path=raw.get("path", "eager"),
+            passes=raw.get("passes", {}),
+        )
+
+
+def differentiate(spec: TapeSpec, body: Any, sources: list[Source], manual: set[int]) -> dict[str, Any]:
+    """Run ``body`` once under ``spec.depth`` nested tapes; works eagerly and inside tf.function."""
+    float_sources = [source for source in sources if source.differentiable]
+    with _TapeStack(spec.depth, spec.auto_watch) as stack:
+        if spec.watch_sources:
+            for tape in stack.tapes:
+                for source in float_sources:
+                    tape.watch(source.value)
+        active = _ACTIVE.set(tuple(stack.tapes))
+        manual_token = _WATCHED.set(manual)
+        try:
+            values = body.run(sources)
+        finally:
+            _ACTIVE.reset(active)
+            _WATCHED.reset(manual_token)
+        inner = stack.stop(0)
+        if not sources:
+            # No source named: the trainable variables the cell read, in the order it read them.
+            known = _variable_names([], getattr(body, "namespace", None))
+            sources[:] = [Source(known.get(id(variable), variable.name.split(":")[0]), variable)
+                          for variable in inner.watched_variables() if variable.trainable]
+            float_sources = [source for source in sources if source.differentiable]
+        raw = {"values": values, "watched": inner.watched_variables(), "sources": list(sources)}
+        derivatives = {name: {1: _gradients(inner, value, float_sources, zero=False)} for name, value in values.items()}
+        jacobians = {name: _jacobians(inner, value, float_sources) for name, value in values.items()} if spec.jacobian else {}
+        # The flat gradient is built while the outer tape still records, so it can be differentiated.
+        flat = {name: _flat(derivatives[name][1], float_sources) for name in values} if spec.hessian else {}
+        hessians: dict[str, Any] = {}
+        for k in range(1, spec.depth):
+            outer = stack.stop(k)
+            for name in values:
+                lower = derivatives[name][k]
+                if k < spec.order:
+                    derivatives[name][k + 1] = _next_order(outer, lower, float_sources)
+                if k == 1 and spec.hessian:
+                    hessians[name] = _hessian(outer, flat[name], float_sources)
+        raw.update(derivatives=derivatives, jacobians=jacobians, hessians=hessians)
+        raw["tape"] = stack.tapes[0] if spec.persistent else None
+    return raw
+
+
+def _gradients(tape: tf.GradientTape, value: Any, sources: list[Source], zero: bool) -> dict[str, Any]:
+    if not sources or not tf.is_tensor(value) or not is_float(tf.convert_to_tensor(value).dtype):
+        return {}
+    unconnected = tf.UnconnectedGradients.ZERO if zero else tf.UnconnectedGradients.NONE
+    grads = tape.gradient(value, [source.value for source in sources], unconnected_gradients=unconnected)
+    return {source.name: grad for source, grad in zip(sources, grads)}
+
+
+def _next_order(tape: tf.GradientTape, lower: dict[str, Any], sources: list[Source]) -> dict[str, Any]:
+    """Derivative of each source's previous order with respect to that source, element-wise
+    as nested tapes give it. A connected source whose derivative no longer depends on it
+    gets zeros, not None: the derivative is mathematically zero there."""
+    higher: dict[str, Any] = {}
+    for source in sources:
+        previous = lower.get(source.name)
+        if previous is None:
+            continue
+        higher[source.name] = tape.gradient(previous, source.value, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return higher
+
+
+def _jacobians(tape: tf.GradientTape, value: Any, sources: list[Source]) -> dict[str, Any]:
+    if not sources or not tf.is_tensor(value) or not is_float(value.dtype):
+        return {}
+    return {source.name: tape.jacobian(value, source.value) for source in sources}
+
+
+def _flat(first: dict[str, Any], sources: list[Source]) -> Any:
+    """The first derivatives of all sources as one vector (zeros where not connected)."""
+    if not sources:
+        return None
+    return tf.concat([
+        tf.reshape(first[s.name] if first.get(s.name) is not None else tf.zeros_like(s.value), [-1])
+        for s in sources
+    ], axis=0)
+
+
+def _hessian(tape: tf.GradientTape, gradient: Any, sources: list[Source]) -> Any:
+    """All second partials over the flattened sources, in source order (mixed blocks too)."""
+    if gradient is None:
+        return None
+    blocks = []
+    for source in sources:
+        block = tape.jacobian(gradient, source.value, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        blocks.append(tf.reshape(block, [tf.size(gradient), -1]))
+    return tf.concat(blocks, axis=1)
+
+
+def _variable_names(sources: list[Source], namespace: dict[str, Any] | None) -> dict[int, str]:
+    names = {}
+    if namespace:
+        for name, value in namespace.items():
+            if isinstance(value, tf.Variable) and not name.startswith("_"):
+                names.setdefault(id(value), name)
+    for source in sources:
+        names[id(source.value)] = source.name
+    return names
+
+
+def _undo_conversions(sources: list[Source], namespace: dict[str, Any] | None) -> None:
+    for source in sources:
+        if source.undo is None:
+            continue
+        # If the cell itself rebound the name before failing, its assignment stays.
+        if namespace is not None and "." not in source.name and namespace.get(source.name) is not source.value:
+            continue
+        source.undo()

@@ -1,0 +1,182 @@
+"""Frozen results that hold the numbers and render themselves in any frontend."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from ._spec import TapeSpec
+
+__all__ = ["TapeResult", "TargetResult", "SourceInfo", "WatchedInfo"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceInfo:
+    """A source as the result shows it: name, value (the tensor or variable), shape, dtype."""
+
+    name: str
+    value: Any
+    kind: str
+    shape: tuple[int, ...]
+    dtype: str
+    note: str | None = None
+
+    @classmethod
+    def of(cls, source: Any) -> "SourceInfo":
+        value = source.value
+        kind = "Variable" if source.is_variable else ("converted" if source.note else "Tensor")
+        return cls(source.name, value, kind, tuple(value.shape.as_list()), value.dtype.name, source.note)
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchedInfo:
+    """A variable the tape watched."""
+
+    name: str
+    variable: Any
+    shape: tuple[int, ...]
+    dtype: str
+    trainable: bool
+
+    @classmethod
+    def of(cls, variable: Any, name: str) -> "WatchedInfo":
+        return cls(name, variable, tuple(variable.shape.as_list()), variable.dtype.name, bool(variable.trainable))
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetResult:
+    """Everything computed for one target: value, derivatives of each order, Jacobian, Hessian."""
+
+    name: str
+    value: Any
+    derivatives: Mapping[int, Mapping[str, Any]]
+    jacobian: Mapping[str, Any] | None = None
+    hessian: Any = None
+    reasons: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    forward: Mapping[str, Any] | None = None
+    check: Mapping[str, Any] | None = None
+    hvp: Mapping[str, Any] | None = None
+
+    @property
+    def gradients(self) -> Mapping[str, Any]:
+        """First derivatives by source name (a tensor, or None: see ``why``)."""
+        return _by_source(self.derivatives.get(1, {}), self.reasons)
+
+
+def _by_source(values: Mapping[str, Any], reasons: Mapping[str, str]) -> dict[str, Any]:
+    names = list(values) + [name for name in reasons if name not in values]
+    return {name: values.get(name) for name in names}
+
+
+@dataclasses.dataclass(frozen=True)
+class TapeResult:
+    """The result of a ``%%tape`` cell or a :func:`tapemagic.tape` call.
+
+    The first target's numbers are at the top level (``value``, ``gradients``,
+    ``derivatives``, ``jacobian``, ``hessian``); every target's are in ``targets``.
+    """
+
+    spec: TapeSpec
+    targets: tuple[TargetResult, ...]
+    sources: tuple[SourceInfo, ...]
+    watched: tuple[WatchedInfo, ...]
+    notes: tuple[str, ...] = ()
+    tape: Any = None
+    path: str = "eager"
+    display: str = "auto"
+    precision: int = 4
+    max_elements: int = 12
+    passes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    # -- numbers --------------------------------------------------------------
+    @property
+    def target(self) -> TargetResult:
+        return self.targets[0]
+
+    @property
+    def value(self) -> Any:
+        """The (first) target's value."""
+        return self.target.value
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """Every target's value by name."""
+        return {target.name: target.value for target in self.targets}
+
+    @property
+    def gradients(self) -> dict[str, Any]:
+        """First derivatives of the (first) target by source name."""
+        return dict(self.target.gradients)
+
+    @property
+    def derivatives(self) -> dict[int, dict[str, Any]]:
+        """``derivatives[k][source]``: the k-th derivative, k = 1..order."""
+        return {k: _by_source(values, self.target.reasons if k == 1 else {}) for k, values in self.target.derivatives.items()}
+
+    @property
+    def jacobian(self) -> dict[str, Any] | None:
+        return None if self.target.jacobian is None else dict(self.target.jacobian)
+
+    @property
+    def hessian(self) -> Any:
+        """All second partials over the flattened sources, in source order."""
+        return self.target.hessian
+
+    def of(self, target: str) -> TargetResult:
+        """The numbers for one target by name."""
+        for candidate in self.targets:
+            if candidate.name == target:
+                return candidate
+        raise KeyError(f"no target {target!r}: the targets are {', '.join(t.name for t in self.targets)}")
+
+    def gradient(self, wrt: str, of: str | None = None, order: int = 1) -> Any:
+        """The ``order``-th derivative of target ``of`` (default: the first) with respect to ``wrt``."""
+        target = self.of(of) if of else self.target
+        self._check_source(wrt)
+        return target.derivatives.get(order, {}).get(wrt)
+
+    def why(self, wrt: str, of: str | None = None) -> str:
+        """In words: why the gradient with respect to ``wrt`` is None (or that it is not)."""
+        target = self.of(of) if of else self.target
+        self._check_source(wrt)
+        if wrt in target.reasons:
+            return target.reasons[wrt]
+        return f"the gradient of {target.name} with respect to {wrt} is not None."
+
+    def _check_source(self, wrt: str) -> None:
+        if wrt not in {source.name for source in self.sources}:
+            names = ", ".join(source.name for source in self.sources) or "none"
+            raise KeyError(f"{wrt!r} is not a source of this result (the sources are: {names})")
+
+    # -- display --------------------------------------------------------------
+    def with_display(self, **settings: Any) -> "TapeResult":
+        """A copy with other display settings (display, precision, max_elements)."""
+        return dataclasses.replace(self, **settings)
+
+    def to_text(self) -> str:
+        from .render import text
+
+        return text.render(self)
+
+    def to_html(self) -> str:
+        from .render import html
+
+        return html.render(self)
+
+    def __repr__(self) -> str:
+        return self.to_text()
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.to_text())
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        if self.display == "none":
+            return {"text/plain": ""}
+        bundle: dict[str, Any] = {"text/plain": self.to_text()}
+        if self.display == "text":
+            return bundle
+        bundle["text/html"] = self.to_html()
+        if self.display in ("auto", "widget"):
+            from .render import widget
+
+            bundle.update(widget.bundle(self, required=self.display == "widget"))
+        return bundle

@@ -1,0 +1,163 @@
+"""Find the sources a line names, by lookup (never eval), and make them differentiable.
+
+A tf.Variable is used as it is; a tensor is watched; a Python number or NumPy array
+becomes a float tf.constant rebound under its name (undone if the cell fails).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterator
+
+import numpy as np
+import tensorflow as tf
+
+from ._spec import SpecError
+
+__all__ = ["Source", "resolve", "from_values", "is_float", "describe_type"]
+
+
+@dataclasses.dataclass(eq=False)
+class Source:
+    """One thing to differentiate with respect to.
+
+    ``value`` is a tf.Variable or a tf.Tensor; ``note`` says what tapemagic did to
+    make it differentiable, if anything; ``undo`` puts the user's original back.
+    """
+
+    name: str
+    value: Any
+    note: str | None = None
+    undo: Callable[[], None] | None = None
+
+    @property
+    def differentiable(self) -> bool:
+        return is_float(self.value.dtype)
+
+    @property
+    def is_variable(self) -> bool:
+        return isinstance(self.value, tf.Variable)
+
+
+def is_float(dtype: tf.DType) -> bool:
+    return bool(dtype.is_floating or dtype.is_complex)
+
+
+def describe_type(value: Any) -> str:
+    kind = type(value)
+    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def resolve(paths: tuple[str, ...], namespace: dict[str, Any]) -> list[Source]:
+    """Look up each dotted path in ``namespace`` and expand it into sources.
+
+    Raises
+    ------
+    SpecError
+        For a name that is not defined or a value that cannot be a source; the
+        message says what to do. Nothing is rebound when it raises.
+    """
+    found: list[Source] = []
+    try:
+        for path in paths:
+            value, rebind = _lookup(path, namespace)
+            found.extend(_expand(path, value, rebind))
+    except BaseException:
+        for source in found:
+            if source.undo:
+                source.undo()
+        raise
+    return found
+
+
+def from_values(names: list[str], values: list[Any]) -> list[Source]:
+    """Sources for the Python API's callable form: values given directly."""
+    return [source for name, value in zip(names, values) for source in _expand(name, value, None)]
+
+
+def _lookup(path: str, namespace: dict[str, Any]) -> tuple[Any, Callable[[Any], None] | None]:
+    head, *rest = path.split(".")
+    if head not in namespace:
+        raise SpecError(
+            f"name {head!r} is not defined: define it in an earlier cell "
+            f"(e.g. {head} = tf.Variable(3.0)) or check the spelling"
+        )
+    value = namespace[head]
+    owner: Any = None
+    for depth, attribute in enumerate(rest):
+        owner = value
+        so_far = ".".join([head, *rest[: depth + 1]])
+        try:
+            value = getattr(owner, attribute)
+        except AttributeError:
+            raise SpecError(
+                f"{so_far!r} does not exist: {'.'.join([head, *rest[:depth]])} "
+                f"({describe_type(owner)}) has no attribute {attribute!r}"
+            ) from None
+        except Exception as error:  # a property that raises is the user's object's fault, not ours
+            raise SpecError(f"reading {so_far} raised {type(error).__name__}: {error}") from None
+    if not rest:
+        return value, lambda new: namespace.__setitem__(head, new)
+    return value, lambda new: setattr(owner, rest[-1], new)
+
+
+def _expand(name: str, value: Any, rebind: Callable[[Any], None] | None) -> Iterator[Source]:
+    if isinstance(value, tf.Variable):
+        yield Source(name, value)
+    elif isinstance(value, (tf.RaggedTensor, tf.SparseTensor)):
+        kind = "ragged" if isinstance(value, tf.RaggedTensor) else "sparse"
+        raise SpecError(
+            f"{name} is a {kind} tensor: name a dense tensor as the source instead "
+            f"(e.g. {name}_dense = {name}.to_tensor() or tf.sparse.to_dense({name}))"
+        )
+    elif tf.is_tensor(value):
+        yield Source(name, value)
+    elif isinstance(value, (bool, np.bool_)):
+        raise SpecError(f"{name} is a bool, which has no derivative: name a float source")
+    elif isinstance(value, (int, float, np.integer, np.floating, np.ndarray)):
+        yield _converted(name, value, rebind)
+    elif isinstance(value, (list, tuple)):
+        if not value:
+            raise SpecError(f"{name} is empty: there is nothing in it to differentiate (build the model first?)")
+        for index, item in enumerate(value):
+            yield from _expand_item(f"{name}[{index}]", item)
+    elif isinstance(value, dict):
+        if not value:
+            raise SpecError(f"{name} is an empty dict: there is nothing in it to differentiate")
+        for key, item in value.items():
+            yield from _expand_item(f"{name}[{key!r}]", item)
+    elif hasattr(value, "trainable_variables") and hasattr(value, "weights"):
+        raise SpecError(
+            f"{name} is a whole {type(value).__name__}: name its variables instead, "
+            f"as {name}.trainable_variables (or one of them, e.g. {name}.kernel)"
+        )
+    else:
+        raise SpecError(
+            f"{name} is a {describe_type(value)}, not a number, array, tensor or variable: "
+            "a source must be something the target can be differentiated with respect to"
+        )
+
+
+def _expand_item(name: str, item: Any) -> Iterator[Source]:
+    if isinstance(item, tf.Variable) or (tf.is_tensor(item) and not isinstance(item, (tf.RaggedTensor, tf.SparseTensor))):
+        yield Source(name, item)
+    else:
+        raise SpecError(
+            f"{name} is a {describe_type(item)}: inside a list, tuple or dict, tapemagic takes only "
+            "tf.Variables and tensors (convert it first with tf.constant)"
+        )
+
+
+def _converted(name: str, value: Any, rebind: Callable[[Any], None] | None) -> Source:
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf":
+        raise SpecError(f"{name} is a NumPy array of {array.dtype}, not numbers: name a numeric source")
+    dtype = tf.as_dtype(array.dtype) if array.dtype.kind == "f" and isinstance(value, (np.ndarray, np.floating)) else tf.float32
+    constant = tf.constant(array, dtype=dtype)
+    what = "Python number" if isinstance(value, (int, float)) else f"NumPy {array.dtype}"
+    note = f"{name} was a {what}; it became a {dtype.name} tf.constant"
+    undo = None
+    if rebind is not None:
+        rebind(constant)
+        note += f", rebound as {name} and watched"
+        undo = lambda: rebind(value)  # noqa: E731 - a closure over the original is the point
+    return Source(name, constant, note=note, undo=undo)

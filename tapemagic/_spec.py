@@ -1,0 +1,253 @@
+"""The magic line as a frozen specification.
+
+Pure standard library: parsing a line never imports TensorFlow or IPython, so a
+bad line is rejected before anything runs (and before TensorFlow loads).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import shlex
+from typing import Sequence
+
+__all__ = ["TapeSpec", "SpecError", "parse_line", "split_line_magic", "HELP"]
+
+DISPLAYS = ("auto", "widget", "html", "text", "none")
+MAX_ORDER = 8
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_DOTTED = re.compile(rf"^{_IDENT}(\.{_IDENT})*$")
+_NAME = re.compile(rf"^{_IDENT}$")
+_RANGE = re.compile(rf"^({_IDENT})=([^:]+):([^:]+)$")
+
+
+class SpecError(ValueError):
+    """A magic line or API call that cannot run; the message says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TapeSpec:
+    """What to differentiate and how: the parsed form of a ``%%tape`` line.
+
+    Every field has the meaning of the magic option of the same name
+    (see ``HELP``); the Python API builds the same object from keyword arguments.
+    """
+
+    sources: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    order: int = 1
+    jacobian: bool = False
+    hessian: bool = False
+    persistent: bool = False
+    auto_watch: bool = True
+    watch_sources: bool = True
+    out: str | None = None
+    display: str | None = None
+    forward: bool = False
+    check: bool = False
+    eps: float | None = None
+    hvp: str | None = None
+    eager: bool = False
+    explore: bool = False
+    ranges: tuple[tuple[str, float, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_int_order(self.order)
+        for source in self.sources:
+            if not isinstance(source, str) or not _DOTTED.match(source):
+                raise SpecError(
+                    f"{source!r} is not a name or a dotted path: write a source as "
+                    "x, layer.kernel or model.trainable_variables"
+                )
+        for target in self.targets:
+            if not isinstance(target, str) or not _NAME.match(target):
+                raise SpecError(
+                    f"{target!r} is not a plain name: a target is a name the cell "
+                    "assigns, as in %%tape x -t y"
+                )
+        if len(set(self.targets)) != len(self.targets):
+            raise SpecError("a target is named twice: give each -t NAME once")
+        if len(set(self.sources)) != len(self.sources):
+            raise SpecError("a source is named twice: give each SOURCE once")
+        if self.out is not None and not _NAME.match(self.out):
+            raise SpecError(f"-o needs a plain name to store the result in, not {self.out!r}")
+        if self.display is not None and self.display not in DISPLAYS:
+            raise SpecError(f"--display must be one of {', '.join(DISPLAYS)}, not {self.display!r}")
+        if self.eps is not None and not (self.eps > 0 and self.eps < 1):
+            raise SpecError(f"--eps must be a small positive step such as 1e-3, not {self.eps!r}")
+        if self.eps is not None and not self.check:
+            raise SpecError("--eps sets the finite-difference step of --check: add --check")
+        if not self.watch_sources and self.auto_watch:
+            raise SpecError(
+                "--no-watch only makes sense with --no-auto-watch (otherwise the tape watches "
+                "every variable it reads): %%tape x --no-auto-watch --no-watch"
+            )
+        if self.hvp is not None and not _DOTTED.match(self.hvp):
+            raise SpecError(f"--hvp needs the name of a vector, not {self.hvp!r}: %%tape x --hvp v")
+        if self.ranges and not self.explore:
+            raise SpecError("--range sets a slider of --explore: add --explore")
+        ranged = [name for name, _, _ in self.ranges]
+        for name, low, high in self.ranges:
+            if not low < high:
+                raise SpecError(f"--range {name}={low}:{high}: the low end must be below the high end")
+            if self.sources and name not in self.sources:
+                raise SpecError(f"--range names {name!r}, which is not a source of this cell")
+        if len(set(ranged)) != len(ranged):
+            raise SpecError("--range gives the same source twice")
+
+    @property
+    def depth(self) -> int:
+        """How many nested tapes the derivatives need."""
+        return max(self.order, 2 if self.hessian else 1)
+
+
+def _check_int_order(order: object) -> None:
+    if isinstance(order, bool) or not isinstance(order, int):
+        raise SpecError(f"order must be a whole number, not {order!r}: %%tape -n 2 x")
+    if order < 1:
+        raise SpecError(f"order must be 1 or more, not {order}: %%tape -n 2 x")
+    if order > MAX_ORDER:
+        raise SpecError(
+            f"order {order} is more than tapemagic computes ({MAX_ORDER}): each order nests "
+            "another tape and costs another backward pass; use -n 3 or so"
+        )
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting the kernel."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise SpecError(f"{message}. See %%tape? for the options.")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        raise SpecError(message or "see %%tape? for the options")
+
+
+def _order(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"order must be a whole number, not {text!r}") from None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+
+
+def _range(text: str) -> tuple[str, float, float]:
+    match = _RANGE.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"a range is written NAME=LOW:HIGH, as x=-3:3, not {text!r}")
+    name, low, high = match.groups()
+    try:
+        return name, float(low), float(high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a range is written NAME=LOW:HIGH with numbers, not {text!r}") from None
+
+
+def _build_parser() -> _Parser:
+    parser = _Parser(
+        prog="%%tape",
+        add_help=False,
+        allow_abbrev=False,
+        description=(
+            "Run the cell inside nested tf.GradientTape()s and show the target's value, its "
+            "gradients with respect to each SOURCE, higher orders, Jacobians and Hessians, and "
+            "the variables the tape watched. As a line magic: %tape x -- x**3 + 2*x**2 + 1"
+        ),
+        epilog=(
+            "The target is the cell's last expression, or the name its last statement assigns. "
+            "A non-scalar target is summed, as tape.gradient does. Python numbers and NumPy "
+            "arrays named as sources become float tf.constants under the same name."
+        ),
+    )
+    add = parser.add_argument
+    add("sources", nargs="*", metavar="SOURCE",
+        help="names or dotted paths to differentiate with respect to; default: the trainable "
+             "variables the cell touched")
+    add("-t", "--target", action="append", default=[], metavar="NAME",
+        help="what to differentiate (repeatable); default: the cell's last expression or assignment")
+    add("-n", "--order", type=_order, default=1, metavar="N", help="derivatives of order 1..N (default 1)")
+    add("--jacobian", action="store_true", help="the full Jacobian of the target for each source")
+    add("--hessian", action="store_true", help="all second partial derivatives over the sources' elements")
+    add("-p", "--persistent", action="store_true", help="keep the persistent tape on the result as r.tape")
+    add("--no-auto-watch", action="store_true",
+        help="watch_accessed_variables=False: only the named sources are watched")
+    add("--no-watch", action="store_true",
+        help="with --no-auto-watch: do not watch the named sources either (the cell may call tapemagic.watch)")
+    add("-o", "--out", metavar="NAME", help="store the result object in the namespace under NAME")
+    add("--display", choices=DISPLAYS, help="how to show the result (default: %%config TapeMagics.display)")
+    add("--forward", action="store_true", help="also first derivatives in forward mode (ForwardAccumulator)")
+    add("--check", action="store_true", help="compare the gradients with central finite differences")
+    add("--eps", type=_float, metavar="STEP", help="finite-difference step for --check (default per dtype)")
+    add("--hvp", metavar="V", help="Hessian-vector product with the vector named V (forward-over-reverse)")
+    add("--eager", action="store_true", help="never trace the cell with tf.function; use eager tapes")
+    add("--explore", action="store_true", help="a slider per scalar source that re-runs the cell (widget view)")
+    add("--range", action="append", default=[], type=_range, metavar="NAME=LOW:HIGH",
+        help="slider range for --explore, e.g. --range x=-3:3")
+    return parser
+
+
+_PARSER = _build_parser()
+HELP: str = _PARSER.format_help()
+
+
+def parse_line(line: str) -> TapeSpec:
+    """Parse the arguments of ``%%tape`` into a :class:`TapeSpec`.
+
+    Raises
+    ------
+    SpecError
+        With a message that says how to write the line instead.
+    """
+    try:
+        words = shlex.split(line, posix=True)
+    except ValueError as error:
+        raise SpecError(f"cannot split the line ({error}): check its quotes") from None
+    namespace = _PARSER.parse_args(words)
+    return TapeSpec(
+        sources=tuple(namespace.sources),
+        targets=tuple(namespace.target),
+        order=namespace.order,
+        jacobian=namespace.jacobian,
+        hessian=namespace.hessian,
+        persistent=namespace.persistent,
+        auto_watch=not namespace.no_auto_watch,
+        watch_sources=not namespace.no_watch,
+        out=namespace.out,
+        display=namespace.display,
+        forward=namespace.forward,
+        check=namespace.check,
+        eps=namespace.eps,
+        hvp=namespace.hvp,
+        eager=namespace.eager,
+        explore=namespace.explore,
+        ranges=tuple(namespace.range),
+    )
+
+
+def split_line_magic(line: str) -> tuple[str, str]:
+    """Split ``%tape x y -- EXPRESSION`` into its options and its expression."""
+    options, sep, expression = line.partition(" -- ")
+    if not sep and line.strip().startswith("-- "):
+        options, expression = "", line.strip()[3:]
+    elif not sep:
+        raise SpecError(
+            "the line magic needs an expression after ' -- ': %tape x -- x**3 + 2*x**2 + 1 "
+            "(or use %%tape as a cell magic)"
+        )
+    if not expression.strip():
+        raise SpecError("nothing to differentiate after ' -- ': %tape x -- x**3 + 2*x**2 + 1")
+    return options, expression.strip()
+
+
+def words(items: Sequence[str]) -> str:
+    """Join names for a message: 'x', 'x and y', 'x, y and z'."""
+    items = list(items)
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]

@@ -1,0 +1,113 @@
+"""Why a gradient is None, in words.
+
+The causes follow TensorFlow's autodiff guide ("Cases where gradient returns None"):
+the source was not watched, it has an integer or string dtype, the computation left
+TensorFlow (NumPy, .numpy(), Python numbers), a Variable was replaced by a Tensor, or
+the target simply does not depend on the source along a differentiable path.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from ._cell import Cell
+from ._sources import Source, describe_type
+from ._spec import TapeSpec
+
+__all__ = ["explain", "rebinding_notes"]
+
+
+def explain(spec: TapeSpec, target: str, value: Any, source: Source, cell: Cell | None,
+            namespace: dict[str, Any] | None, watched: bool) -> str:
+    """One or two sentences: why d(target)/d(source) is None, and what to do."""
+    name = source.name
+    dtype = source.value.dtype
+    if not source.differentiable:
+        return (
+            f"{name} has dtype {dtype.name}: only floating-point tensors have gradients "
+            f"(TensorFlow: 'The dtype of the watched tensor must be floating'). "
+            f"Make it a float, e.g. tf.cast({name}, tf.float32) or tf.Variable(3.0)."
+        )
+    if not tf.is_tensor(value):
+        where = _hint_lines(cell)
+        return (
+            f"the target {target} is a {describe_type(value)}, not a tensor: the computation left "
+            f"TensorFlow{where}, so the tape has no path from {name} to it. Keep it in TensorFlow "
+            "(tf.* ops instead of np.*, no .numpy() before the end)."
+        )
+    if not value.dtype.is_floating and not value.dtype.is_complex:
+        return f"the target {target} has dtype {value.dtype.name}: an integer or bool result has no gradient."
+    if not watched:
+        return _not_watched(spec, source)
+    rebound = _rebound_line(source, cell, namespace)
+    if rebound:
+        return rebound
+    where = _hint_lines(cell)
+    if where:
+        return (
+            f"{target} does not depend on {name} along a differentiable path: the cell{where}. "
+            "Values that pass through there are constants to the tape."
+        )
+    return (
+        f"{target} does not depend on {name}: {name} is not used to compute {target}, or only "
+        "through operations without a gradient (integer casts, argmax, rounding, assignment)."
+    )
+
+
+def _not_watched(spec: TapeSpec, source: Source) -> str:
+    name = source.name
+    if source.is_variable and not source.value.trainable:
+        return (
+            f"{name} is a tf.Variable with trainable=False, which tapes do not watch by themselves: "
+            f"name it as a source without --no-watch, or call tapemagic.watch({name}) in the cell."
+        )
+    if not spec.auto_watch:
+        return (
+            f"{name} was not watched: the tape was made with watch_accessed_variables=False "
+            f"(--no-auto-watch) and {name} was neither watched as a named source (--no-watch) nor "
+            f"passed to tapemagic.watch({name}) in the cell."
+        )
+    return (
+        f"{name} was not watched: a tensor must be watched to be differentiated; "
+        f"name it as a source or call tapemagic.watch({name})."
+    )
+
+
+def _hint_lines(cell: Cell | None) -> str:
+    if cell is None or not cell.hints:
+        return ""
+    return "".join(f"; line {line} {words}" for line, words in cell.hints[:3]).replace("; ", " (", 1) + ")"
+
+
+def _rebound_line(source: Source, cell: Cell | None, namespace: dict[str, Any] | None) -> str | None:
+    if cell is None or namespace is None or "." in source.name or "[" in source.name:
+        return None
+    line = cell.rebinds(source.name)
+    if line is None or namespace.get(source.name) is source.value:
+        return None
+    return (
+        f"line {line} rebinds {source.name}, so the name no longer refers to the source "
+        f"the tape watched; the gradient is taken with respect to the {source.name} the cell started with."
+    )
+
+
+def rebinding_notes(sources: list[Source], cell: Cell | None, namespace: dict[str, Any] | None) -> list[str]:
+    """Notes for sources the cell rebound, e.g. a Variable replaced by a Tensor (x = x + 1)."""
+    notes = []
+    if cell is None or namespace is None:
+        return notes
+    for source in sources:
+        if "." in source.name or "[" in source.name:
+            continue
+        line = cell.rebinds(source.name)
+        current = namespace.get(source.name)
+        if line is None or current is source.value:
+            continue
+        what = "a tf.Variable" if source.is_variable else "a tensor"
+        now = f"a {describe_type(current)}" if not tf.is_tensor(current) else "a Tensor"
+        notes.append(
+            f"line {line} rebinds {source.name} ({what}) to {now}: derivatives are with respect to "
+            f"the {source.name} the cell started with. To update a variable in place, use {source.name}.assign(...)."
+        )
+    return notes

@@ -1,0 +1,87 @@
+"""Deterministic, one-line text for numbers and arrays (no ids, fixed formatting)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["as_array", "scalar", "array", "summary"]
+
+
+def as_array(value: Any) -> np.ndarray:
+    """A NumPy view of a tensor, variable, number or array."""
+    if hasattr(value, "numpy"):
+        value = value.numpy()
+    return np.asarray(value)
+
+
+def scalar(value: Any, precision: int) -> str:
+    """A number rounded to ``precision`` significant digits, trailing zeros dropped: 24, 0.3333, 1.5e-07."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, complex):
+        return f"{scalar(value.real, precision)}{'+' if value.imag >= 0 else '-'}{scalar(abs(value.imag), precision)}j"
+    if isinstance(value, bytes):
+        return repr(value.decode("utf-8", "replace"))
+    if not isinstance(value, float):
+        return str(value)
+    if np.isnan(value):
+        return "nan"
+    if np.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0"
+    magnitude = abs(value)
+    if magnitude >= 10 ** max(precision, 6) or magnitude < 1e-4:
+        return np.format_float_scientific(value, precision=max(precision - 1, 0), trim="-", exp_digits=2)
+    text = np.format_float_positional(value, precision=precision, unique=True, fractional=False, trim="-")
+    return text
+
+
+def array(value: Any, precision: int, max_elements: int) -> str:
+    """One line: a scalar, a small nested list, or a summary of a large array."""
+    data = as_array(value)
+    if data.ndim == 0:
+        return scalar(data.item(), precision)
+    if data.size > max_elements:
+        return summary(data, precision, max_elements)
+    return _nested(data, precision)
+
+
+def _nested(data: np.ndarray, precision: int) -> str:
+    if data.ndim == 0:
+        return scalar(data.item(), precision)
+    return "[" + ", ".join(_nested(row, precision) for row in data) + "]"
+
+
+def summary(data: np.ndarray, precision: int, max_elements: int) -> str:
+    """Shape, min/max/mean and the first elements of a large array."""
+    flat = data.reshape(-1)
+    head = ", ".join(scalar(item, precision) for item in flat[: max(1, min(6, max_elements))].tolist())
+    parts = [f"shape {shape(data.shape)}"]
+    if data.dtype.kind in "biuf" and flat.size:
+        finite = flat[np.isfinite(flat)] if data.dtype.kind == "f" else flat
+        if finite.size:
+            parts.append(
+                f"min {scalar(finite.min().item(), precision)} max {scalar(finite.max().item(), precision)} "
+                f"mean {scalar(float(finite.mean()), precision)}"
+            )
+        bad = flat.size - finite.size
+        if bad:
+            parts.append(f"{bad} nan/inf")
+    parts.append(f"[{head}, …]")
+    return " ".join(parts)
+
+
+def shape(dims: Any) -> str:
+    """(), (3,), (2, 2): the shape as Python writes a tuple."""
+    dims = tuple(int(d) if d is not None else None for d in dims)
+    return str(dims)
+
+
+def has_nonfinite(value: Any) -> bool:
+    data = as_array(value)
+    return data.dtype.kind in "fc" and not bool(np.all(np.isfinite(data)))

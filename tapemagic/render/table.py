@@ -1,0 +1,150 @@
+"""The rows every view shows, computed once from a result: text, HTML and widgets share them."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from . import numbers
+
+__all__ = ["Row", "Section", "header", "settings", "rows", "derivative_label", "matrices", "watched_rows"]
+
+_SUPERSCRIPTS = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+MATRIX_LIMIT = 64
+
+
+def power(k: int) -> str:
+    return "" if k == 1 else str(k).translate(_SUPERSCRIPTS)
+
+
+def derivative_label(of: str, wrt: str, k: int) -> str:
+    """∂f/∂x, ∂²f/∂x², …"""
+    return f"∂{power(k)}{of}/∂{wrt}{power(k)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One source of one target: the cells of the values-and-gradients table."""
+
+    source: str
+    shape: str
+    dtype: str
+    value: str
+    derivatives: tuple[str, ...]
+    none: bool
+    nonfinite: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Section:
+    """A titled matrix (Jacobian or Hessian block) as lines of text, or a summary."""
+
+    title: str
+    lines: tuple[str, ...]
+    data: Any
+
+
+def header(result: Any) -> str:
+    """``f = 42``, or ``f = 42, z = 27`` for several targets."""
+    return ", ".join(f"{t.name} = {numbers.array(t.value, result.precision, result.max_elements)}" for t in result.targets)
+
+
+def settings(result: Any) -> str:
+    spec = result.spec
+    parts = [
+        f"order {spec.order}",
+        "persistent" if spec.persistent else "non-persistent",
+        "auto-watch" if spec.auto_watch else "no auto-watch",
+        result.path,
+    ]
+    return ", ".join(parts)
+
+
+def rows(result: Any, target: Any) -> list[Row]:
+    out = []
+    p, m = result.precision, result.max_elements
+    for source in result.sources:
+        cells = []
+        none = False
+        nonfinite = numbers.has_nonfinite(source.value)
+        for k in range(1, result.spec.order + 1):
+            value = target.derivatives.get(k, {}).get(source.name)
+            if value is None:
+                cells.append("None*" if k == 1 else "None")
+                none = True
+            else:
+                cells.append(numbers.array(value, p, m))
+                nonfinite = nonfinite or numbers.has_nonfinite(value)
+        out.append(Row(
+            source=source.name,
+            shape=numbers.shape(source.shape),
+            dtype=source.dtype,
+            value=numbers.array(source.value, p, m),
+            derivatives=tuple(cells),
+            none=none,
+            nonfinite=nonfinite,
+        ))
+    return out
+
+
+def column_titles(result: Any, target: Any) -> list[str]:
+    titles = ["source", "shape", "dtype", "value"]
+    titles += [derivative_label(target.name, "·", k) for k in range(1, result.spec.order + 1)]
+    return titles
+
+
+def matrices(result: Any, target: Any) -> list[Section]:
+    """The Jacobian blocks and the Hessian of a target, as text lines."""
+    sections = []
+    if target.jacobian is not None:
+        for name, block in target.jacobian.items():
+            title = f"Jacobian ∂{target.name}/∂{name}"
+            sections.append(_matrix(title, block, result))
+    if target.hessian is not None:
+        names = ", ".join(s.name for s in result.sources)
+        sections.append(_matrix(f"Hessian of {target.name} over ({names})", target.hessian, result))
+    return sections
+
+
+def _matrix(title: str, value: Any, result: Any) -> Section:
+    if value is None:
+        return Section(title, ("None: the target is not a float tensor",), None)
+    data = numbers.as_array(value)
+    full_title = f"{title}, shape {numbers.shape(data.shape)}"
+    if data.size > MATRIX_LIMIT or data.ndim > 2:
+        return Section(full_title, (numbers.summary(data, result.precision, result.max_elements),), data)
+    if data.ndim < 2:
+        return Section(full_title, (numbers.array(data, result.precision, MATRIX_LIMIT),), data)
+    cells = [[numbers.scalar(item, result.precision) for item in row] for row in data.tolist()]
+    width = max((len(cell) for row in cells for cell in row), default=1)
+    lines = tuple("[" + "  ".join(cell.rjust(width) for cell in row) + "]" for row in cells)
+    return Section(full_title, lines, data)
+
+
+def watched_rows(result: Any) -> list[tuple[str, str, str, str]]:
+    return [
+        (w.name, numbers.shape(w.shape), w.dtype, "trainable" if w.trainable else "not trainable")
+        for w in result.watched
+    ]
+
+
+def reasons(result: Any, target: Any) -> list[str]:
+    return [f"{derivative_label(target.name, name, 1)} is None: {why}" for name, why in target.reasons.items()]
+
+
+def extras(result: Any, target: Any) -> list[str]:
+    """Forward-mode, finite-difference and HVP lines, when asked for."""
+    lines = []
+    p, m = result.precision, result.max_elements
+    if target.forward is not None:
+        for name, value in target.forward.items():
+            lines.append(f"forward ∂{target.name}/∂{name} = {numbers.array(value, p, m) if value is not None else 'None'}")
+        passes = result.passes
+        if passes:
+            lines.append(f"passes: forward mode {passes.get('forward', 0)}, reverse mode {passes.get('reverse', 1)}")
+    if target.check is not None:
+        for name, report in target.check.items():
+            lines.append(report)
+    if target.hvp is not None:
+        for name, value in target.hvp.items():
+            lines.append(f"Hessian-vector product for {name} = {numbers.array(value, p, m) if value is not None else 'None'}")
+    return lines
