@@ -75,7 +75,7 @@ def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, A
         raise SpecError(f"tape() takes code (a string) or a callable, not a {type(body).__name__}")
     names, values = _named(body, sources)
     spec = TapeSpec(sources=tuple(names), **common)
-    result = engine.run(spec, Body(function=body, targets=spec.targets), from_values(names, values), None)
+    result = engine.run(spec, Body(function=body, targets=spec.targets, hvp_vector=hvp), from_values(names, values), None)
     return result.with_display(display=display)
 
 

@@ -81,11 +81,15 @@ def compile_cell(source: str, prefix: str = "tape-cell") -> Cell:
     statements = list(tree.body)
     last = None
     default_target = None
-    if statements and isinstance(statements[-1], ast.Expr):
+    if statements and isinstance(statements[-1], ast.Expr) and not _shows(statements[-1]):
         expression = ast.Expression(statements.pop().value)
         last = compile(expression, filename, "eval")
-    elif statements:
-        default_target = _assigned_name(statements[-1])
+    else:
+        # A cell that ends by printing what it computed differentiates the last name it assigned.
+        for statement in reversed(statements):
+            if not _shows(statement):
+                default_target = _assigned_name(statement)
+                break
     body = compile(ast.Module(body=statements, type_ignores=[]), filename, "exec")
     return Cell(
         source=source,
@@ -98,6 +102,12 @@ def compile_cell(source: str, prefix: str = "tape-cell") -> Cell:
         loads=frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)),
         side_effects=tuple(_side_effects(tree)),
     )
+
+
+def _shows(statement: ast.stmt) -> bool:
+    """A bare print(...) or display(...) call: output, not a value to differentiate."""
+    return (isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)
+            and isinstance(statement.value.func, ast.Name) and statement.value.func.id in ("print", "display"))
 
 
 def _assigned_name(statement: ast.stmt) -> str | None:

@@ -16,6 +16,7 @@ MNIST_DIR = os.environ.get("TAPEMAGIC_MNIST_DIR", os.path.join(REPO, "..", "shar
 @pytest.fixture(scope="session")
 def _shell() -> InteractiveShell:
     shell = InteractiveShell.instance()
+    shell.run_line_magic("colors", "nocolor")  # tracebacks as plain text, so tests can read them
     shell.run_line_magic("load_ext", "tapemagic")
     return shell
 

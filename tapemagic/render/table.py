@@ -143,7 +143,7 @@ def extras(result: Any, target: Any) -> list[str]:
             lines.append(f"passes: forward mode {passes.get('forward', 0)}, reverse mode {passes.get('reverse', 1)}")
     if target.check is not None:
         for name, report in target.check.items():
-            lines.append(report)
+            lines.append(str(report))
     if target.hvp is not None:
         for name, value in target.hvp.items():
             lines.append(f"Hessian-vector product for {name} = {numbers.array(value, p, m) if value is not None else 'None'}")

@@ -1,0 +1,73 @@
+"""Renderers: exact text, escaped HTML, number formatting, summaries of big tensors."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+import tapemagic
+from tapemagic.render import numbers
+
+
+def test_numbers_are_deterministic_and_rounded():
+    assert numbers.scalar(24.0, 4) == "24"
+    assert numbers.scalar(np.float32(0.1).item(), 4) == "0.1"
+    assert numbers.scalar(1 / 3, 4) == "0.3333"
+    assert numbers.scalar(1.5e-7, 4) == "1.5e-07"
+    assert numbers.scalar(2.5e9, 4) == "2.5e+09"
+    assert numbers.scalar(float("nan"), 4) == "nan" and numbers.scalar(float("-inf"), 4) == "-inf"
+    assert numbers.array(np.array([[1.0, 2.0], [3.0, 4.0]]), 4, 12) == "[[1, 2], [3, 4]]"
+
+
+def test_big_tensors_are_summarized_on_one_line():
+    text = numbers.array(np.arange(1000, dtype=np.float32), 4, 12)
+    assert text == "shape (1000,) min 0 max 999 mean 499.5 [0, 1, 2, 3, 4, 5, …]"
+
+
+def test_text_view_exact():
+    r = tapemagic.tape(lambda x, y: x**2 * y + y + 2, [3.0, 4.0], order=2, hessian=True)
+    assert r.to_text() == "\n".join([
+        "tape: f = 42  (order 2, non-persistent, auto-watch, eager)",
+        "source  shape  dtype    value  ∂f/∂·  ∂²f/∂·²",
+        "x       ()     float32  3      24     8",
+        "y       ()     float32  4      10     0",
+        "Hessian of f over (x, y), shape (2, 2):",
+        "  [8  6]",
+        "  [6  0]",
+        "watched: no variables",
+        "note: x was a Python number; it became a float32 tf.constant",
+        "note: y was a Python number; it became a float32 tf.constant",
+    ])
+    assert "0x" not in r.to_text() and "at 0x" not in repr(r)
+
+
+def test_text_view_with_none_and_watched():
+    x = tf.Variable(3.0, name="x")
+    z = tf.Variable(1.0, name="z")
+    r = tapemagic.tape("y = x * x", ["x", "z"], namespace={"x": x, "z": z})
+    assert r.to_text().splitlines() == [
+        "tape: y = 9  (order 1, non-persistent, auto-watch, eager)",
+        "source  shape  dtype    value  ∂y/∂·",
+        "x       ()     float32  3      6",
+        "z       ()     float32  1      None*",
+        "* ∂y/∂z is None: y does not depend on z: z is not used to compute y, or only through operations "
+        "without a gradient (integer casts, argmax, rounding, assignment).",
+        "watched: x () float32, z () float32",
+    ]
+
+
+def test_html_escapes_every_user_string():
+    namespace = {"tf": tf, "x": tf.Variable(2.0)}
+    r = tapemagic.tape("y = x * 3", ["x"], namespace=namespace)
+    r = r.with_display(display="html")
+    bad = r.__class__(spec=r.spec, targets=r.targets, sources=r.sources, watched=r.watched,
+                      notes=("<img src=x onerror=alert(1)>", "<script>alert(1)</script>"))
+    html = bad.to_html()
+    assert "<img" not in html and "<script>" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html and "&lt;script&gt;" in html
+
+
+def test_display_modes_pick_the_mime_types():
+    r = tapemagic.tape(lambda x: x * x, [2.0])
+    assert set(r.with_display(display="text")._repr_mimebundle_()) == {"text/plain"}
+    assert set(r.with_display(display="html")._repr_mimebundle_()) == {"text/plain", "text/html"}
+    assert r.with_display(display="none")._repr_mimebundle_() == {"text/plain": ""}
