@@ -1,6 +1,7 @@
 """The Python API: the same engine as %%tape, without IPython."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any, Callable, Mapping, Sequence
 
@@ -24,7 +25,26 @@ def run_code(engine: Engine, spec: TapeSpec, code: str, namespace: dict[str, Any
     body.target_names()  # a cell with no target is rejected before anything runs
     body.check_targets()
     sources = resolve(spec.sources, namespace)
-    return engine.run(spec, body, sources, namespace)
+    result = engine.run(spec, body, sources, namespace)
+    if spec.explore:
+        result = dataclasses.replace(result, rerun=_rerun(engine, spec, code, namespace, result))
+    return result
+
+
+def _rerun(engine: Engine, spec: TapeSpec, code: str, namespace: dict[str, Any], result: TapeResult) -> Callable[[dict[str, float]], TapeResult]:
+    """For --explore: run the cell again at other source values, on a copy of the namespace."""
+    quiet = dataclasses.replace(spec, explore=False, ranges=(), out=None, display="none", check=False, forward=False)
+    dtypes = {source.name: source.value.dtype for source in result.sources}
+
+    def rerun(values: dict[str, float]) -> TapeResult:
+        import tensorflow as tf
+
+        copy = dict(namespace)
+        for name, value in values.items():
+            copy[name] = tf.constant(value, dtype=dtypes[name])
+        return run_code(engine, quiet, code, copy, prefix="tape-explore")
+
+    return rerun
 
 
 def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, Any] | None = None, *,

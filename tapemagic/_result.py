@@ -86,6 +86,7 @@ class TapeResult:
     precision: int = 4
     max_elements: int = 12
     passes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    rerun: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     # -- numbers --------------------------------------------------------------
     @property
@@ -151,6 +152,12 @@ class TapeResult:
     def with_display(self, **settings: Any) -> "TapeResult":
         """A copy with other display settings (display, precision, max_elements)."""
         return dataclasses.replace(self, **settings)
+
+    def widget(self) -> Any:
+        """The ipywidgets view of this result (what JupyterLab shows)."""
+        from .render import widget
+
+        return widget.build(self)
 
     def to_text(self) -> str:
         from .render import text
