@@ -91,6 +91,13 @@ def test_explore_sliders_rerun_and_errors_keep_the_view_alive():
     assert float(namespace["x"].numpy()) == 1.0  # the user's variable is untouched
     view = widget.build(r)
     assert isinstance(view.children[-1], w.VBox) and "tapemagic-explore" in view.children[-1]._dom_classes
+    slider = view.children[-1].children[0]
+    slider.value = 2.0  # the tabs follow the slider, not only the numbers under it
+    assert "y = 8" in view.children[0].value and "<td>12</td>" in view.children[1].children[0].value
+
+
+def test_slider_steps_are_round():
+    assert widget.nice_step(6.0) == 0.05 and widget.nice_step(1.0) == 0.01 and widget.nice_step(20.0) == 0.2
 
 
 def test_widget_bundle_only_in_a_kernel_unless_asked():

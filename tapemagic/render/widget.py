@@ -52,18 +52,21 @@ def build(result: Any, explorer: "Explorer | None" = None) -> Any:
 
     tabs = w.Tab(children=[w.HTML(_wrap(body)) for body in _tab_bodies(result)])
     tabs.titles = TAB_TITLES
-    header = w.HTML(_wrap(
-        f'<div class="head">{escape(table.header(result))} '
-        f'<span class="settings">({escape(table.settings(result))})</span></div>'
-    ))
+    header = w.HTML(_header(result))
     children = [header, tabs]
     if result.spec.explore and explorer is None and getattr(result, "rerun", None) is not None:
         explorer = Explorer(result)
     if explorer is not None:
+        explorer.follow(header, tabs)
         children.append(explorer.box)
     view = w.VBox(children)
     view.add_class("tapemagic-view")
     return view
+
+
+def _header(result: Any) -> str:
+    return _wrap(f'<div class="head">{escape(table.header(result))} '
+                 f'<span class="settings">({escape(table.settings(result))})</span></div>')
 
 
 def _wrap(body: str) -> str:
@@ -175,17 +178,22 @@ class Explorer:
         for source in scalars:
             current = float(numbers.as_array(source.value))
             low, high = ranges.get(source.name, (current - 3.0, current + 3.0))
-            slider = w.FloatSlider(value=min(max(current, low), high), min=low, max=high, step=(high - low) / 200,
+            slider = w.FloatSlider(value=min(max(current, low), high), min=low, max=high, step=nice_step(high - low),
                                    description=source.name, continuous_update=True, readout_format=".3g")
             slider.observe(self._moved, names="value")
             self.sliders[source.name] = slider
         self.numbers = w.HTML()
         self.error = w.HTML()
-        self.plot = w.Image(format="png")
+        self.plot = w.Image(format="png", layout=w.Layout(width="440px"))
+        self._views: list[tuple[Any, Any]] = []
         self.box = w.VBox([*self.sliders.values(), self.error, self.numbers, self.plot])
         self.box.add_class("tapemagic-explore")
         self._pending: Any = None
         self.update()
+
+    def follow(self, header: Any, tabs: Any) -> None:
+        """Keep a view's header and tabs showing the numbers at the sliders' values."""
+        self._views.append((header, tabs))
 
     def _moved(self, change: dict[str, Any]) -> None:
         try:
@@ -214,6 +222,10 @@ class Explorer:
         self.error.value = ""
         self.result = result
         self.numbers.value = _wrap(_explore_numbers(result))
+        for header, tabs in self._views:
+            header.value = _header(result)
+            for child, body in zip(tabs.children, _tab_bodies(result)):
+                child.value = _wrap(body)
         if self.sliders:
             try:
                 self.plot.value = self._figure(result)
@@ -242,7 +254,7 @@ class Explorer:
         x0 = slider.value
         y0 = float(np.sum(numbers.as_array(result.value)))
         g0 = result.gradients.get(name)
-        figure = Figure(figsize=(5.5, 4.2), dpi=80)
+        figure = Figure(figsize=(5.5, 4.4), dpi=100)
         top, bottom = figure.subplots(2, 1, sharex=True)
         top.plot(grid, values, label=f"{result.target.name}({name})")
         if g0 is not None:
@@ -258,6 +270,16 @@ class Explorer:
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
         return buffer.getvalue()
+
+
+def nice_step(span: float) -> float:
+    """A slider step of 1, 2 or 5 times a power of ten, about a hundredth of the span, so round values lie on it."""
+    raw = span / 100
+    power = 10.0 ** np.floor(np.log10(raw))
+    for factor in (5, 2, 1):
+        if factor * power <= raw:
+            return float(factor * power)
+    return float(power)
 
 
 def _describe(values: dict[str, float]) -> str:
