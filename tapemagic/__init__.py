@@ -12,8 +12,10 @@ __all__ = ["tape", "watch", "Engine", "load_ipython_extension", "__version__"]
 
 
 def load_ipython_extension(ipython: Any) -> None:
+    from . import _quiet
     from ._magics import TapeMagics
 
+    _quiet.install()
     ipython.register_magics(TapeMagics)
 
 

@@ -1,0 +1,1 @@
+"""Datasets that work offline: ``from tapemagic.datasets import mnist``."""
