@@ -57,6 +57,7 @@ class Cell:
     hints: tuple[tuple[int, str], ...]
     loads: frozenset[str] = frozenset()
     side_effects: tuple[str, ...] = ()
+    last_text: str | None = None
 
     def run(self, namespace: dict[str, Any]) -> Any:
         """Execute in ``namespace``; return the final expression's value (or None)."""
@@ -80,8 +81,10 @@ def compile_cell(source: str, prefix: str = "tape-cell") -> Cell:
     tree = ast.parse(source, filename=filename, mode="exec")
     statements = list(tree.body)
     last = None
+    last_text = None
     default_target = None
     if statements and isinstance(statements[-1], ast.Expr) and not _shows(statements[-1]):
+        last_text = ast.get_source_segment(source, statements[-1].value)
         expression = ast.Expression(statements.pop().value)
         last = compile(expression, filename, "eval")
     else:
@@ -101,6 +104,7 @@ def compile_cell(source: str, prefix: str = "tape-cell") -> Cell:
         hints=tuple(_hints(tree)),
         loads=frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)),
         side_effects=tuple(_side_effects(tree)),
+        last_text=last_text,
     )
 
 

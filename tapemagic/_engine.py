@@ -21,6 +21,8 @@ from ._spec import SpecError, TapeSpec
 
 __all__ = ["Engine", "Body", "watch", "differentiate"]
 
+MAX_EXPRESSION_NAME = 24
+
 # The tapes of the %%tape cell now running, for tapemagic.watch() inside it.
 _ACTIVE: contextvars.ContextVar[tuple[tf.GradientTape, ...] | None] = contextvars.ContextVar(
     "tapemagic_active_tapes", default=None
@@ -63,7 +65,9 @@ class Body:
             return ("f",)
         assert self.cell is not None
         if self.cell.last is not None:
-            return ("f",)
+            # A short final expression names itself (f(x, 6) = 8); a long one is called f.
+            text = " ".join((self.cell.last_text or "").split())
+            return (text if 0 < len(text) <= MAX_EXPRESSION_NAME else "f",)
         if self.cell.default_target is not None:
             return (self.cell.default_target,)
         raise SpecError(

@@ -11,6 +11,7 @@ plain Python names the cell reads.
 from __future__ import annotations
 
 import collections
+import os
 import dataclasses
 import time
 import types
@@ -96,6 +97,9 @@ class TraceCache:
             if entry is None:
                 entry = _trace(spec, body, sources)
                 started = time.perf_counter()
+                # The key pins shapes and dtypes, so the concrete function is called directly,
+                # skipping tf.function's per-call argument binding and cache lookup.
+                entry.function = entry.function.get_concrete_function(*arguments)
                 out = entry.function(*arguments)
                 entry.trace_seconds = time.perf_counter() - started
                 self.last_trace_seconds = entry.trace_seconds
@@ -135,7 +139,8 @@ def _trace(spec: TapeSpec, body: Any, sources: list[Source]) -> _Entry:
                 raise TypeError(f"the target {name} is a {type(value).__name__}, not a tensor")
         return {key: raw[key] for key in _GRAPH_KEYS}
 
-    entry.function = tf.function(traced, reduce_retracing=False, autograph=False)
+    entry.function = tf.function(traced, reduce_retracing=False, autograph=False,
+                                 jit_compile=os.environ.get("TAPEMAGIC_XLA") == "1" or None)
     return entry
 
 

@@ -17,7 +17,9 @@ def power(k: int) -> str:
 
 
 def derivative_label(of: str, wrt: str, k: int) -> str:
-    """∂f/∂x, ∂²f/∂x², …"""
+    """∂f/∂x, ∂²f/∂x², …; an expression target in parentheses: ∂(x**3 + 1)/∂x."""
+    if not of.isidentifier():
+        of = f"({of})"
     return f"∂{power(k)}{of}/∂{wrt}{power(k)}"
 
 
