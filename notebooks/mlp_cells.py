@@ -26,7 +26,7 @@ MLP = [
              "x_train, x_test = x_train / 255.0, x_test / 255.0\nprint(x_train.shape, y_train.shape)"),
     ("md", "The document trains on a GPU where there is one. TensorFlow places the work on the first GPU it "
            "sees, else on the CPU (`pip install \"tapemagic[gpu]\"` installs `tensorflow[and-cuda]`):"),
-    ("code", "# NBVAL_IGNORE_OUTPUT: the device depends on the machine\ngpus = tf.config.list_physical_devices('GPU')\n"
+    ("code", "# NBVAL_IGNORE_OUTPUT\n# the device depends on the machine\ngpus = tf.config.list_physical_devices('GPU')\n"
              "device = f'GPU: {gpus[0].name}' if gpus else 'CPU'\nprint('training on', device)"),
     ("code", "assert device == 'CPU' or device.startswith('GPU')"),
     ("md", "The model as the document builds it. In Keras 3, `Flatten(input_shape=(28, 28))` warns; the current "
@@ -45,7 +45,7 @@ MLP = [
              "        self.started = time.perf_counter()\n\n    def on_epoch_end(self, epoch, logs=None):\n"
              "        self.times.append(time.perf_counter() - self.started)\n\n"
              "model.compile(optimizer='adam', loss=loss_fn, metrics=['accuracy'])"),
-    ("code", "# NBVAL_IGNORE_OUTPUT: training logs vary from run to run\ntimer = EpochTimer()\nstarted = time.perf_counter()\n"
+    ("code", "# NBVAL_IGNORE_OUTPUT\n# training logs vary from run to run\ntimer = EpochTimer()\nstarted = time.perf_counter()\n"
              "history = model.fit(x_train, y_train, epochs=5, validation_data=(x_test, y_test), callbacks=[timer])\n"
              "document_seconds = time.perf_counter() - started\ntest_loss, test_acc = model.evaluate(x_test, y_test, verbose=2)"),
     ("md", "The document reports about 0.978 after 5 epochs; the run above is checked to be at least 0.97:"),
@@ -58,7 +58,7 @@ MLP = [
              "def variant(hidden):\n    tf.keras.utils.set_random_seed(0)\n"
              "    m = tf.keras.Sequential([tf.keras.Input(shape=(28, 28)), layers.Flatten(), *hidden(), layers.Dense(10)])\n"
              "    m.compile(optimizer='adam', loss=loss_fn, metrics=['accuracy'])\n    return m"),
-    ("code", "# NBVAL_IGNORE_OUTPUT: training logs vary from run to run\nvariants = {}\n"
+    ("code", "# NBVAL_IGNORE_OUTPUT\n# training logs vary from run to run\nvariants = {}\n"
              "for name, hidden in [('LeakyReLU', leaky), ('BatchNormalization', batch_norm), ('L2 + Dropout', l2_dropout)]:\n"
              "    m = variant(hidden)\n    m.fit(x_train, y_train, epochs=5, validation_data=(x_test, y_test), verbose=0)\n"
              "    variants[name] = m.evaluate(x_test, y_test, verbose=0)[1]\n    print(f'{name:20s} test accuracy {variants[name]:.4f}')"),
@@ -76,7 +76,7 @@ MLP = [
              "schedule = tf.keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=epochs * len(train), alpha=0.05)\n"
              "fast.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=loss_fn, metrics=['accuracy'],\n"
              "             jit_compile=on_gpu, steps_per_execution=64)"),
-    ("code", "# NBVAL_IGNORE_OUTPUT: training logs and timings vary from run to run\nfast_timer = EpochTimer()\nstarted = time.perf_counter()\n"
+    ("code", "# NBVAL_IGNORE_OUTPUT\n# training logs and timings vary from run to run\nfast_timer = EpochTimer()\nstarted = time.perf_counter()\n"
              "fast_history = fast.fit(train, epochs=epochs, callbacks=[fast_timer], shuffle=False)  # the pipeline shuffles\nfast_seconds = time.perf_counter() - started\n"
              "fast_acc = fast.evaluate(x_test.astype('float32'), y_test, verbose=0)[1]\n"
              "tf.keras.mixed_precision.set_global_policy('float32')\n\n"
@@ -97,13 +97,13 @@ MLP = [
            "code stays the same. `MirroredStrategy` keeps a copy of the model on each local GPU and averages the "
            "gradients; with no GPU it runs on the CPU as one replica. Build and compile under its scope, and "
            "scale the global batch with the number of replicas:"),
-    ("code", "# NBVAL_IGNORE_OUTPUT: the devices depend on the machine\nstrategy = tf.distribute.MirroredStrategy()\nprint('replicas:', strategy.num_replicas_in_sync)\n"
+    ("code", "# NBVAL_IGNORE_OUTPUT\n# the devices depend on the machine\nstrategy = tf.distribute.MirroredStrategy()\nprint('replicas:', strategy.num_replicas_in_sync)\n"
              "with strategy.scope():\n    mirrored = variant(lambda: [layers.Dense(128, activation='relu'), layers.Dropout(0.2)])\n"
              "global_batch = 128 * strategy.num_replicas_in_sync\n"
              "mirrored_data = (tf.data.Dataset.from_tensor_slices((x_train.astype('float32'), y_train)).cache()\n"
              "                 .shuffle(60_000, seed=0).batch(global_batch).prefetch(tf.data.AUTOTUNE))"),
     ("code", "assert strategy.num_replicas_in_sync >= 1\nprint('one replica per device; the global batch is', global_batch // strategy.num_replicas_in_sync, 'per replica')"),
-    ("code", "# NBVAL_IGNORE_OUTPUT: training logs vary from run to run\nmirrored.fit(mirrored_data, epochs=1, shuffle=False)  # the pipeline shuffles\n"
+    ("code", "# NBVAL_IGNORE_OUTPUT\n# training logs vary from run to run\nmirrored.fit(mirrored_data, epochs=1, shuffle=False)  # the pipeline shuffles\n"
              "mirrored_acc = mirrored.evaluate(x_test, y_test, verbose=0)[1]"),
     ("code", "assert mirrored_acc >= 0.9, mirrored_acc\nprint('one mirrored epoch >= 0.9:', mirrored_acc >= 0.9)"),
     ("md", "Several machines use `MultiWorkerMirroredStrategy`. Each machine runs the same script with a "

@@ -6,6 +6,7 @@ file name, so a traceback through it shows the user's lines, as IPython's cells 
 from __future__ import annotations
 
 import ast
+import collections
 import dataclasses
 import itertools
 import linecache
@@ -17,6 +18,8 @@ from ._spec import SpecError
 __all__ = ["Cell", "compile_cell"]
 
 _COUNTER = itertools.count(1)
+KEEP_LINES_OF = 256  # cells whose source stays in linecache for tracebacks
+_RECENT: collections.deque[str] = collections.deque()
 
 # Calls whose result the tape cannot differentiate through: used to explain a None gradient.
 _LEAVES_TF = {
@@ -77,7 +80,7 @@ class Cell:
 def compile_cell(source: str, prefix: str = "tape-cell") -> Cell:
     """Parse and compile a cell body; a syntax error becomes a SyntaxError as Python shows it."""
     filename = f"<{prefix}-{next(_COUNTER)}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    _remember(filename, source)
     tree = ast.parse(source, filename=filename, mode="exec")
     statements = list(tree.body)
     last = None
@@ -106,6 +109,14 @@ def compile_cell(source: str, prefix: str = "tape-cell") -> Cell:
         side_effects=tuple(_side_effects(tree)),
         last_text=last_text,
     )
+
+
+def _remember(filename: str, source: str) -> None:
+    """Register the cell's lines for tracebacks; only the most recent cells are kept."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    _RECENT.append(filename)
+    while len(_RECENT) > KEEP_LINES_OF:
+        linecache.cache.pop(_RECENT.popleft(), None)
 
 
 def _shows(statement: ast.stmt) -> bool:

@@ -216,6 +216,7 @@ class Engine:
             if not succeeded:
                 _undo_conversions(sources, namespace)
         raw.update(extras)
+        notes.extend(raw.pop("method_notes", []))
         return self._result(spec, body, names, sources, raw, manual, notes, namespace)
 
     def _result(self, spec: TapeSpec, body: Body, names: tuple[str, ...], sources: list[Source],
@@ -229,8 +230,11 @@ class Engine:
             value = raw["values"][name]
             derivatives = raw["derivatives"][name]
             reasons = {}
+            missing = raw.get("missing", {}).get(name, {})
             for source in sources:
-                if derivatives[1].get(source.name) is None:
+                if source.name in missing and derivatives[1].get(source.name) is None:
+                    reasons[source.name] = missing[source.name]
+                elif derivatives[1].get(source.name) is None:
                     reasons[source.name] = _why.explain(
                         spec, name, value, source, body.cell, namespace,
                         watched=spec.watch_sources or id(source.value) in watched_ids or id(source.value) in manual,
@@ -247,6 +251,10 @@ class Engine:
                 hvp=raw.get("hvp", {}).get(name),
             ))
         notes.extend(_why.rebinding_notes(sources, body.cell, namespace))
+        for name in names:
+            for source_name, reason in raw.get("missing", {}).get(name, {}).items():
+                if source_name == "*" or raw["derivatives"][name][1].get(source_name) is not None:
+                    notes.append(f"{name}: a higher derivative, Jacobian or Hessian is missing: {reason}")
         return TapeResult(
             spec=spec,
             targets=tuple(targets),
@@ -282,8 +290,10 @@ def differentiate(spec: TapeSpec, body: Any, sources: list[Source], manual: set[
                           for variable in inner.watched_variables() if variable.trainable]
             float_sources = [source for source in sources if source.differentiable]
         raw = {"values": values, "watched": inner.watched_variables(), "sources": list(sources)}
-        derivatives = {name: {1: _gradients(inner, value, float_sources, zero=False)} for name, value in values.items()}
-        jacobians = {name: _jacobians(inner, value, float_sources) for name, value in values.items()} if spec.jacobian else {}
+        missing: dict[str, dict[str, str]] = {name: {} for name in values}  # no gradient registered, by target and source
+        derivatives = {name: {1: _gradients(inner, value, float_sources, missing[name])} for name, value in values.items()}
+        jacobians = {name: _unless_missing(lambda: _jacobians(inner, value, float_sources), missing[name])
+                     for name, value in values.items()} if spec.jacobian else {}
         # The flat gradient is built while the outer tape still records, so it can be differentiated.
         flat = {name: _flat(derivatives[name][1], float_sources) for name in values} if spec.hessian else {}
         hessians: dict[str, Any] = {}
@@ -292,23 +302,53 @@ def differentiate(spec: TapeSpec, body: Any, sources: list[Source], manual: set[
             for name in values:
                 lower = derivatives[name][k]
                 if k < spec.order:
-                    derivatives[name][k + 1] = _next_order(outer, lower, float_sources)
-                if k == 1 and spec.hessian:
-                    hessians[name] = _hessian(outer, flat[name], float_sources)
-        raw.update(derivatives=derivatives, jacobians=jacobians, hessians=hessians)
+                    derivatives[name][k + 1] = _next_order(outer, lower, float_sources, missing[name])
+                if k == 1 and spec.hessian and missing[name]:
+                    hessians[name] = None  # a missing first derivative is unknown, not zero
+                    missing[name].setdefault("*", next(iter(missing[name].values())))
+                elif k == 1 and spec.hessian:
+                    hessians[name] = _unless_missing(lambda: _hessian(outer, flat[name], float_sources), missing[name])
+        raw.update(derivatives=derivatives, jacobians=jacobians, hessians=hessians, missing=missing)
         raw["tape"] = stack.tapes[0] if spec.persistent else None
     return raw
 
 
-def _gradients(tape: tf.GradientTape, value: Any, sources: list[Source], zero: bool) -> dict[str, Any]:
+def _gradients(tape: tf.GradientTape, value: Any, sources: list[Source], missing: dict[str, str]) -> dict[str, Any]:
     if not sources or not tf.is_tensor(value) or not is_float(tf.convert_to_tensor(value).dtype):
         return {}
-    unconnected = tf.UnconnectedGradients.ZERO if zero else tf.UnconnectedGradients.NONE
-    grads = tape.gradient(value, [source.value for source in sources], unconnected_gradients=unconnected)
-    return {source.name: grad for source, grad in zip(sources, grads)}
+    try:
+        grads = tape.gradient(value, [source.value for source in sources])
+        return {source.name: grad for source, grad in zip(sources, grads)}
+    except LookupError:
+        pass  # an op with no registered gradient: find which sources it blocks, keep the others
+    found = {}
+    for source in sources:
+        try:
+            found[source.name] = tape.gradient(value, source.value)
+        except LookupError as error:
+            found[source.name] = None
+            missing[source.name] = _no_gradient(error)
+    return found
 
 
-def _next_order(tape: tf.GradientTape, lower: dict[str, Any], sources: list[Source]) -> dict[str, Any]:
+def _no_gradient(error: LookupError) -> str:
+    text = str(error).strip().strip("'\"")
+    op = text.rsplit(":", 1)[-1].strip() if "registry has no entry" in text else text
+    return (f"TensorFlow has no gradient registered for {op}, an operation the cell used to compute the target, "
+            f"so its backward pass stops there (LookupError: {text}). Use a differentiable operation instead, "
+            "or wrap that part in tf.stop_gradient if it should not be differentiated.")
+
+
+def _unless_missing(compute: Callable[[], Any], missing: dict[str, str]) -> Any:
+    """Jacobians and Hessians: None (with the reason kept) where an op has no gradient."""
+    try:
+        return compute()
+    except LookupError as error:
+        missing.setdefault("*", _no_gradient(error))
+        return None
+
+
+def _next_order(tape: tf.GradientTape, lower: dict[str, Any], sources: list[Source], missing: dict[str, str]) -> dict[str, Any]:
     """Derivative of each source's previous order with respect to that source, element-wise
     as nested tapes give it. A connected source whose derivative no longer depends on it
     gets zeros, not None: the derivative is mathematically zero there."""
@@ -317,7 +357,11 @@ def _next_order(tape: tf.GradientTape, lower: dict[str, Any], sources: list[Sour
         previous = lower.get(source.name)
         if previous is None:
             continue
-        higher[source.name] = tape.gradient(previous, source.value, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        try:
+            higher[source.name] = tape.gradient(previous, source.value, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        except LookupError as error:
+            higher[source.name] = None
+            missing.setdefault(source.name, _no_gradient(error))
     return higher
 
 

@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Enum, Int
 
 from ._spec import DISPLAYS, HELP, SpecError, parse_line, split_line_magic
@@ -35,6 +35,7 @@ class TapeMagics(Magics):
         shell.configurables.append(self)
         self._engine: Any = None
 
+    @no_var_expand  # IPython would otherwise evaluate {...} and $name in the line before we see it
     @line_cell_magic
     def tape(self, line: str, cell: str | None = None) -> Any:
         __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks

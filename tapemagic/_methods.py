@@ -31,13 +31,20 @@ def default_step(dtype: tf.DType) -> float:
 def extras(spec: TapeSpec, body: Any, raw: dict[str, Any], names: tuple[str, ...], namespace: dict[str, Any] | None) -> dict[str, Any]:
     sources = [s for s in raw["sources"] if s.differentiable]
     out: dict[str, Any] = {"passes": {"reverse": 1}}
+    notes: list[str] = []
+    where = "on a copy of the namespace" if body.cell is not None else ""
     if spec.forward:
         out["forward"], out["passes"]["forward"] = forward(body, raw["sources"], sources, names)
+        notes.append(f"--forward re-ran the cell {out['passes']['forward']} times {where}, one per source element".replace("  ", " "))
     if spec.check:
         out["check"] = check(spec, body, raw, sources, names)
+        runs = 2 * sum(report.checked for report in next(iter(out["check"].values()), {}).values())
+        notes.append(f"--check re-ran the cell {runs} times {where}, two per checked element".replace("  ", " "))
     if spec.hvp is not None or body.hvp_vector is not None:
         vector = body.hvp_vector if body.hvp_vector is not None else _lookup_vector(spec.hvp, namespace or {})
         out["hvp"] = hvp(body, raw["sources"], sources, names, vector)
+        notes.append(f"--hvp re-ran the cell once {where} under a ForwardAccumulator (forward-over-reverse)".replace("  ", " "))
+    out["method_notes"] = notes
     return out
 
 

@@ -101,6 +101,18 @@ def _lookup(path: str, namespace: dict[str, Any]) -> tuple[Any, Callable[[Any], 
 
 
 def _expand(name: str, value: Any, rebind: Callable[[Any], None] | None) -> Iterator[Source]:
+    try:
+        yield from _expand_checked(name, value, rebind)
+    except SpecError:
+        raise
+    except Exception as error:  # the user's object raised while being inspected: say so, never crash
+        raise SpecError(
+            f"{name} (a {describe_type(value)}) raised {type(error).__name__} when tapemagic looked at it: {error}. "
+            "Name a tensor, variable, number or array as the source"
+        ) from None
+
+
+def _expand_checked(name: str, value: Any, rebind: Callable[[Any], None] | None) -> Iterator[Source]:
     if isinstance(value, tf.Variable):
         yield Source(name, value)
     elif isinstance(value, (tf.RaggedTensor, tf.SparseTensor)):

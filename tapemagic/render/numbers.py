@@ -24,7 +24,7 @@ def scalar(value: Any, precision: int) -> str:
         return str(int(value))
     if isinstance(value, complex):
         return f"{scalar(value.real, precision)}{'+' if value.imag >= 0 else '-'}{scalar(abs(value.imag), precision)}j"
-    if isinstance(value, bytes):
+    if isinstance(value, (bytes, np.bytes_)):
         return repr(value.decode("utf-8", "replace"))
     if not isinstance(value, float):
         return str(value)
@@ -51,7 +51,9 @@ def array(value: Any, precision: int, max_elements: int) -> str:
     return _nested(data, precision)
 
 
-def _nested(data: np.ndarray, precision: int) -> str:
+def _nested(data: Any, precision: int) -> str:
+    if not isinstance(data, np.ndarray):  # an element of an object or bytes array
+        return scalar(data.item() if isinstance(data, np.generic) else data, precision)
     if data.ndim == 0:
         return scalar(data.item(), precision)
     return "[" + ", ".join(_nested(row, precision) for row in data) + "]"

@@ -109,7 +109,7 @@ def matrices(result: Any, target: Any) -> list[Section]:
 
 def _matrix(title: str, value: Any, result: Any) -> Section:
     if value is None:
-        return Section(title, ("None: the target is not a float tensor",), None)
+        return Section(title, ("None: not computed (see the notes)",), None)
     data = numbers.as_array(value)
     full_title = f"{title}, shape {numbers.shape(data.shape)}"
     if data.size > MATRIX_LIMIT or data.ndim > 2:
