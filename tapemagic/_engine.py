@@ -293,6 +293,7 @@ def differentiate(spec: TapeSpec, body: Any, sources: list[Source], manual: set[
         missing: dict[str, dict[str, str]] = {name: {} for name in values}  # no gradient registered, by target and source
         derivatives = {name: {1: _gradients(inner, value, float_sources, missing[name])} for name, value in values.items()}
         jacobians = {name: _unless_missing(lambda: _jacobians(inner, value, float_sources), missing[name])
+                     or {source.name: None for source in float_sources}
                      for name, value in values.items()} if spec.jacobian else {}
         # The flat gradient is built while the outer tape still records, so it can be differentiated.
         flat = {name: _flat(derivatives[name][1], float_sources) for name in values} if spec.hessian else {}
@@ -340,12 +341,23 @@ def _no_gradient(error: LookupError) -> str:
 
 
 def _unless_missing(compute: Callable[[], Any], missing: dict[str, str]) -> Any:
-    """Jacobians and Hessians: None (with the reason kept) where an op has no gradient."""
+    """Jacobians and Hessians: None, with the reason kept, where an op has no gradient or
+    TensorFlow fails to differentiate it again (a tf.py_function differentiated twice, say)."""
     try:
         return compute()
     except LookupError as error:
         missing.setdefault("*", _no_gradient(error))
-        return None
+    except tf.errors.OpError as error:
+        if not tf.executing_eagerly():
+            raise  # inside a trace: the caller falls back to eager tapes
+        missing.setdefault("*", _failed(error))
+    return None
+
+
+def _failed(error: Exception) -> str:
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return (f"TensorFlow failed while differentiating the cell again ({type(error).__name__}: {first[:200]}). "
+            "Some operations (tf.py_function, tf.numpy_function) can be differentiated once but not twice.")
 
 
 def _next_order(tape: tf.GradientTape, lower: dict[str, Any], sources: list[Source], missing: dict[str, str]) -> dict[str, Any]:
@@ -357,18 +369,35 @@ def _next_order(tape: tf.GradientTape, lower: dict[str, Any], sources: list[Sour
         previous = lower.get(source.name)
         if previous is None:
             continue
-        try:
-            higher[source.name] = tape.gradient(previous, source.value, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        except LookupError as error:
-            higher[source.name] = None
-            missing.setdefault(source.name, _no_gradient(error))
+        higher[source.name] = _unless_missing(
+            lambda: tape.gradient(previous, source.value, unconnected_gradients=tf.UnconnectedGradients.ZERO), missing)
     return higher
+
+
+PFOR_FAILED = "pfor could not vectorize the Jacobian ({}); it was computed one row at a time instead"
+
+
+def _jacobian(tape: tf.GradientTape, target: Any, source: Any, **options: Any) -> Any:
+    """tape.jacobian vectorized by pfor; where pfor cannot convert an op (a py_function's gradient,
+    say), TensorFlow's own row-by-row loop, with a warning that becomes a note on the result."""
+    try:
+        return tape.jacobian(target, source, **options)
+    except (ValueError, NotImplementedError, tf.errors.OpError) as error:
+        if not tf.executing_eagerly():
+            raise  # inside a trace: the caller falls back to eager tapes
+        logging.getLogger("tensorflow").warning(PFOR_FAILED.format(f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"))
+    # One vector-Jacobian product per row: output_gradients picks the row, so nothing new must be recorded.
+    size = int(tf.size(target))
+    rows = [tape.gradient(target, source, output_gradients=tf.reshape(tf.one_hot(i, size, dtype=target.dtype), tf.shape(target)),
+                          unconnected_gradients=options.get("unconnected_gradients", tf.UnconnectedGradients.ZERO))
+            for i in range(size)]
+    return tf.reshape(tf.stack(rows), tf.concat([tf.shape(target), tf.shape(source)], axis=0))
 
 
 def _jacobians(tape: tf.GradientTape, value: Any, sources: list[Source]) -> dict[str, Any]:
     if not sources or not tf.is_tensor(value) or not is_float(value.dtype):
         return {}
-    return {source.name: tape.jacobian(value, source.value) for source in sources}
+    return {source.name: _jacobian(tape, value, source.value) for source in sources}
 
 
 def _flat(first: dict[str, Any], sources: list[Source]) -> Any:
@@ -387,7 +416,7 @@ def _hessian(tape: tf.GradientTape, gradient: Any, sources: list[Source]) -> Any
         return None
     blocks = []
     for source in sources:
-        block = tape.jacobian(gradient, source.value, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        block = _jacobian(tape, gradient, source.value, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         blocks.append(tf.reshape(block, [tf.size(gradient), -1]))
     return tf.concat(blocks, axis=1)
 

@@ -115,6 +115,35 @@ def test_traced_and_eager_paths_agree_for_a_cell():
     np.testing.assert_allclose(traced.derivatives[2]["x"].numpy(), eager.derivatives[2]["x"].numpy(), rtol=1e-12)
 
 
+def test_a_cell_xla_cannot_compile_falls_back_step_by_step_and_says_so():
+    namespace = {"tf": tf, "x": tf.Variable(np.linspace(0.1, 1.0, 20))}
+    code = "y = tf.py_function(lambda a: a * 2.0, [x], tf.float64) * x"
+    traced = tapemagic.tape(code, ["x"], namespace=namespace, jacobian=True)
+    eager = tapemagic.tape(code, ["x"], namespace=namespace, jacobian=True, eager=True)
+    notes = " ".join(traced.notes)
+    # Every fallback is said: XLA refuses the py_function, the trace without XLA fails, eager pfor
+    # cannot vectorize it, and TensorFlow then cannot re-run the py_function's gradient per row.
+    assert "traced without XLA: XLA could not compile the cell" in notes
+    assert "eager tapes: tracing the cell failed" in notes
+    assert "pfor could not vectorize the Jacobian" in notes
+    expected = np.diag(4 * np.linspace(0.1, 1.0, 20))  # d(2x·x)/dx = 4x on the diagonal
+    for result in (traced, eager):
+        np.testing.assert_allclose(result.gradients["x"].numpy(), np.diag(expected), rtol=1e-12)
+        if result.jacobian["x"] is not None:
+            np.testing.assert_allclose(result.jacobian["x"].numpy(), expected, rtol=1e-12)
+        else:
+            assert any("can be differentiated once but not twice" in note for note in result.notes)
+
+
+def test_a_second_derivative_tensorflow_cannot_take_is_explained():
+    namespace = {"tf": tf, "x": tf.Variable(np.linspace(0.1, 1.0, 4))}
+    code = "y = tf.reduce_sum(tf.py_function(lambda a: a * 2.0, [x], tf.float64) * x ** 2)"
+    r = tapemagic.tape(code, ["x"], namespace=namespace, hessian=True, eager=True)
+    np.testing.assert_allclose(r.gradients["x"].numpy(), 6 * np.linspace(0.1, 1.0, 4) ** 2)
+    assert r.hessian is None
+    assert any("can be differentiated once but not twice" in note for note in r.notes), r.notes
+
+
 def test_untraceable_cell_falls_back_to_eager_and_says_so():
     namespace = {"tf": tf, "np": np, "x": tf.Variable(np.linspace(0, 1, 20))}
     r = tapemagic.tape("y = tf.reduce_sum(x * np.float64(2.0) * x)\nprint('side effect')", ["x"], namespace=namespace, hessian=True)

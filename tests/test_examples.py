@@ -235,3 +235,19 @@ def test_result_is_the_cell_output_with_text_and_html(shell):
     bundle, _ = shell.display_formatter.format(result)  # what a kernel sends a frontend
     assert "tape: y = 9" in bundle["text/plain"]
     assert "<td>6</td>" in bundle["text/html"]
+
+
+def test_config_sets_session_defaults(shell):
+    shell.run_cell("x = tf.Variable([1.0, 2.0, 3.0, 4.0])")
+    shell.run_line_magic("config", "TapeMagics.display = 'text'")
+    shell.run_line_magic("config", "TapeMagics.precision = 2")
+    shell.run_line_magic("config", "TapeMagics.max_elements = 3")
+    r, _ = run(shell, "x", "y = tf.reduce_sum(x / 3)")
+    assert r.display == "text" and set(r._repr_mimebundle_()) == {"text/plain"}
+    assert "0.33" in r.to_text() and "0.333" not in r.to_text()
+    assert "shape (4,) min 1 max 4" in r.to_text()  # more than 3 elements: summarized
+    r, _ = run(shell, "x --display html", "y = tf.reduce_sum(x / 3)")
+    assert r.display == "html"  # the line beats the session default
+    shell.run_line_magic("config", "TapeMagics.display = 'fancy'")  # IPython reports the bad value ...
+    r, _ = run(shell, "x", "y = tf.reduce_sum(x / 3)")
+    assert r.display == "text"  # ... and keeps the last good one
