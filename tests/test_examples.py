@@ -3,6 +3,7 @@ each checked against the same computation in plain TensorFlow."""
 from __future__ import annotations
 
 import pytest
+from IPython.core.error import UsageError
 import tensorflow as tf
 from IPython.utils.capture import capture_output
 
@@ -251,3 +252,15 @@ def test_config_sets_session_defaults(shell):
     shell.run_line_magic("config", "TapeMagics.display = 'fancy'")  # IPython reports the bad value ...
     r, _ = run(shell, "x", "y = tf.reduce_sum(x / 3)")
     assert r.display == "text"  # ... and keeps the last good one
+
+
+def test_hvp_through_the_magic_matches_the_hessian(shell):
+    shell.run_cell("x = tf.Variable([1.0, 2.0, 3.0], dtype=tf.float64)\nv = tf.constant([1.0, 0.0, -1.0], tf.float64)")
+    r, _ = run(shell, "x --hvp v --hessian", "y = tf.reduce_sum(x ** 3) + x[0] * x[1]")
+    expected = r.hessian.numpy() @ shell.user_ns["v"].numpy()  # [[6, 1, 0], [1, 12, 0], [0, 0, 18]] @ v
+    assert expected.tolist() == [6.0, 1.0, -18.0]
+    assert r.target.hvp["x"].numpy().tolist() == expected.tolist()
+    assert "Hessian-vector product for x = [6, 1, -18]" in r.to_text()
+    with pytest.raises(UsageError, match="the vector has 2 elements but the sources have 3"):
+        shell.run_cell("w = tf.ones(2, tf.float64)")
+        shell.run_cell_magic("tape", "x --hvp w", "y = tf.reduce_sum(x ** 3)")
