@@ -116,7 +116,8 @@ def test_every_source_tried_is_listed(tmp_path, mirror):
     assert "directory" in message and f"mirror {mirror.url}" in message and "truncated" in message
 
 
-def test_mirror_download_matches_the_local_files(tmp_path, mirror):
+def test_mirror_download_matches_the_local_files(tmp_path, mirror, monkeypatch):
+    monkeypatch.delenv("TAPEMAGIC_MNIST_DIR", raising=False)
     cache = tmp_path / "cache"
     arrays = mnist.load_data(directory=None, keras=False, mirrors=[mirror.url], cache_dir=cache)
     local = mnist.load_data(directory=SHARED, keras=False, mirrors=())
@@ -142,7 +143,8 @@ def test_bad_download_leaves_no_file_and_the_next_call_works(tmp_path, mirror, m
     assert len(y_train) == 60000
 
 
-def test_a_bad_file_in_the_cache_is_replaced(tmp_path, mirror):
+def test_a_bad_file_in_the_cache_is_replaced(tmp_path, mirror, monkeypatch):
+    monkeypatch.delenv("TAPEMAGIC_MNIST_DIR", raising=False)
     cache = tmp_path / "cache"
     cache.mkdir()
     (cache / "t10k-labels-idx1-ubyte.gz").write_bytes(b"not mnist")
