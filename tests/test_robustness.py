@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from IPython.core.error import UsageError
 from tensorflow.python.eager import record
 
-import tapemagic
 from tapemagic._spec import SpecError, TapeSpec, parse_line
 
 LINES_TRIED = 3000

@@ -144,8 +144,7 @@ def extras(result: Any, target: Any) -> list[str]:
         if passes:
             lines.append(f"passes: forward mode {passes.get('forward', 0)}, reverse mode {passes.get('reverse', 1)}")
     if target.check is not None:
-        for name, report in target.check.items():
-            lines.append(str(report))
+        lines.extend(str(report) for report in target.check.values())
     if target.hvp is not None:
         for name, value in target.hvp.items():
             lines.append(f"Hessian-vector product for {name} = {numbers.array(value, p, m) if value is not None else 'None'}")
