@@ -106,3 +106,13 @@ def test_widget_bundle_only_in_a_kernel_unless_asked():
     data = widget.bundle(r, required=True)
     assert "application/vnd.jupyter.widget-view+json" in data
     assert "application/vnd.jupyter.widget-view+json" in r.with_display(display="widget")._repr_mimebundle_()
+
+
+def test_without_ipywidgets_the_bundle_falls_back_to_html_and_text(monkeypatch):
+    import sys
+
+    r = tapemagic.tape(lambda x: x * x, [2.0]).with_display(display="widget")
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # as if ipywidgets were not installed
+    bundle = r._repr_mimebundle_()
+    assert set(bundle) == {"text/plain", "text/html"}
+    assert "tape: f = 4" in bundle["text/plain"] and "<td>4</td>" in bundle["text/html"]
