@@ -5,7 +5,7 @@ import dataclasses
 import inspect
 from typing import Any, Callable, Mapping, Sequence
 
-from ._cell import compile_cell
+from ._cell import Cell, compile_cell
 from ._engine import Body, Engine
 from ._result import TapeResult
 from ._sources import from_values, resolve
@@ -20,21 +20,26 @@ def new_engine() -> Engine:
 
 def run_code(engine: Engine, spec: TapeSpec, code: str, namespace: dict[str, Any], prefix: str = "tape") -> TapeResult:
     """Compile ``code`` and differentiate it in ``namespace`` (what the magic does)."""
-    cell = compile_cell(code, prefix=prefix)
+    return _run_cell(engine, spec, compile_cell(code, prefix=prefix), namespace)
+
+
+def _run_cell(engine: Engine, spec: TapeSpec, cell: Cell, namespace: dict[str, Any]) -> TapeResult:
     body = Body(cell=cell, namespace=namespace, targets=spec.targets)
     body.target_names()  # a cell with no target is rejected before anything runs
     body.check_targets()
     sources = resolve(spec.sources, namespace)
     result = engine.run(spec, body, sources, namespace)
     if spec.explore:
-        result = dataclasses.replace(result, rerun=_rerun(engine, spec, code, namespace, result))
+        result = dataclasses.replace(result, rerun=_rerun(engine, spec, cell.source, namespace, result))
     return result
 
 
 def _rerun(engine: Engine, spec: TapeSpec, code: str, namespace: dict[str, Any], result: TapeResult) -> Callable[[dict[str, float]], TapeResult]:
-    """For --explore: run the cell again at other source values, on a copy of the namespace."""
+    """For --explore: run the cell again at other source values, on a copy of the namespace.
+    The cell is compiled once here; a slider move re-runs it dozens of times for the plot."""
     quiet = dataclasses.replace(spec, explore=False, ranges=(), out=None, display="none", check=False, forward=False)
     dtypes = {source.name: source.value.dtype for source in result.sources}
+    cell = compile_cell(code, prefix="tape-explore")
 
     def rerun(values: dict[str, float]) -> TapeResult:
         import tensorflow as tf
@@ -42,7 +47,7 @@ def _rerun(engine: Engine, spec: TapeSpec, code: str, namespace: dict[str, Any],
         copy = dict(namespace)
         for name, value in values.items():
             copy[name] = tf.constant(value, dtype=dtypes[name])
-        return run_code(engine, quiet, code, copy, prefix="tape-explore")
+        return _run_cell(engine, quiet, cell, copy)
 
     return rerun
 

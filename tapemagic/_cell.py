@@ -47,7 +47,7 @@ class Cell:
     body : code for every statement but a final expression.
     last : code for the final expression, or None if the cell ends in a statement.
     default_target : the name a final assignment binds, or None.
-    assigned : every plain name the cell assigns anywhere.
+    stores : every plain name the cell assigns, with the first line that assigns it.
     hints : (line, words) for lines that take values out of TensorFlow's reach.
     """
 
@@ -56,7 +56,7 @@ class Cell:
     body: CodeType
     last: CodeType | None
     default_target: str | None
-    assigned: frozenset[str]
+    stores: dict[str, int]
     hints: tuple[tuple[int, str], ...]
     loads: frozenset[str] = frozenset()
     side_effects: tuple[str, ...] = ()
@@ -69,12 +69,14 @@ class Cell:
             return eval(self.last, namespace)  # noqa: S307 - the cell's last expression
         return None
 
+    @property
+    def assigned(self) -> frozenset[str]:
+        """Every plain name the cell assigns anywhere."""
+        return frozenset(self.stores)
+
     def rebinds(self, name: str) -> int | None:
         """The first line on which the cell assigns ``name``, or None."""
-        for node in ast.walk(ast.parse(self.source)):
-            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store) and node.id == name:
-                return node.lineno
-        return None
+        return self.stores.get(name)
 
 
 def compile_cell(source: str, prefix: str = "tape-cell") -> Cell:
@@ -103,7 +105,7 @@ def compile_cell(source: str, prefix: str = "tape-cell") -> Cell:
         body=body,
         last=last,
         default_target=default_target,
-        assigned=frozenset(_assigned_names(tree)),
+        stores=_stores(tree),
         hints=tuple(_hints(tree)),
         loads=frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)),
         side_effects=tuple(_side_effects(tree)),
@@ -139,12 +141,12 @@ def _assigned_name(statement: ast.stmt) -> str | None:
     return None
 
 
-def _assigned_names(tree: ast.AST) -> set[str]:
-    return {
-        node.id
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)
-    }
+def _stores(tree: ast.AST) -> dict[str, int]:
+    first: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            first[node.id] = min(node.lineno, first.get(node.id, node.lineno))
+    return first
 
 
 def _hints(tree: ast.AST) -> list[tuple[int, str]]:

@@ -27,6 +27,8 @@ MAX_EXPRESSION_NAME = 24
 _ACTIVE: contextvars.ContextVar[tuple[tf.GradientTape, ...] | None] = contextvars.ContextVar(
     "tapemagic_active_tapes", default=None
 )
+# The ids of what the cell passed to tapemagic.watch(), so a None gradient is not blamed on watching.
+_WATCHED: contextvars.ContextVar[set[int] | None] = contextvars.ContextVar("tapemagic_watched", default=None)
 
 
 def watch(*tensors: Any) -> None:
@@ -41,8 +43,6 @@ def watch(*tensors: Any) -> None:
     if watched is not None:
         watched.update(id(tensor) for tensor in tensors)
 
-
-_WATCHED: contextvars.ContextVar[set[int] | None] = contextvars.ContextVar("tapemagic_watched", default=None)
 
 
 @dataclasses.dataclass

@@ -9,7 +9,6 @@ import argparse
 import dataclasses
 import re
 import shlex
-from typing import Sequence
 
 __all__ = ["TapeSpec", "SpecError", "parse_line", "split_line_magic", "HELP"]
 
@@ -244,10 +243,3 @@ def split_line_magic(line: str) -> tuple[str, str]:
         raise SpecError("nothing to differentiate after ' -- ': %tape x -- x**3 + 2*x**2 + 1")
     return options, expression.strip()
 
-
-def words(items: Sequence[str]) -> str:
-    """Join names for a message: 'x', 'x and y', 'x, y and z'."""
-    items = list(items)
-    if len(items) <= 1:
-        return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
