@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import tensorflow as tf
 
-from . import _why
+from . import _seeds, _why
 from ._cell import Cell
 from ._result import SourceInfo, TapeResult, TargetResult, WatchedInfo
 from ._sources import Source, is_float
@@ -380,6 +380,8 @@ PFOR_FAILED = "pfor could not vectorize the Jacobian ({}); it was computed one r
 def _jacobian(tape: tf.GradientTape, target: Any, source: Any, **options: Any) -> Any:
     """tape.jacobian vectorized by pfor; where pfor cannot convert an op (a py_function's gradient,
     say), TensorFlow's own row-by-row loop, with a warning that becomes a note on the result."""
+    if not tf.executing_eagerly() and target.shape.is_fully_defined():
+        return _seeds.jacobian(tape, target, source, **options)  # a pfor failure falls back to eager tapes
     try:
         return tape.jacobian(target, source, **options)
     except (ValueError, NotImplementedError, tf.errors.OpError) as error:

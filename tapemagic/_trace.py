@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from . import _seeds
 from ._sources import Source
 from ._spec import TapeSpec
 
@@ -115,18 +116,20 @@ class TraceCache:
 
     def _first_call(self, spec: TapeSpec, body: Any, sources: list[Source], arguments: list[Any],
                     notes: list[str]) -> tuple[_Entry, Any]:
-        """Trace and compile with XLA; if XLA cannot compile the cell's ops, trace without it."""
+        """Trace once, then compile the traced graph with XLA; if XLA cannot compile the cell's
+        ops, keep the graph as traced. The key pins shapes and dtypes, so the concrete functions
+        are called directly, skipping tf.function's per-call argument binding and cache lookup."""
+        entry = _trace(spec, body, sources)
+        graph = entry.function.get_concrete_function(*arguments)
         try:
-            entry = _trace(spec, body, sources, xla=True)
-            # The key pins shapes and dtypes, so the concrete function is called directly,
-            # skipping tf.function's per-call argument binding and cache lookup.
-            entry.function = entry.function.get_concrete_function(*arguments)
-            return entry, entry.function(*arguments)
+            compiled = tf.function(graph, jit_compile=True).get_concrete_function(*arguments)
+            out = compiled(*arguments)
+            entry.function, entry.xla = compiled, True
+            return entry, out
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as error:
             notes.append(f"traced without XLA: XLA could not compile the cell ({_first_line(error)})")
-        entry = _trace(spec, body, sources, xla=False)
-        entry.function = entry.function.get_concrete_function(*arguments)
-        return entry, entry.function(*arguments)
+        entry.function = graph
+        return entry, graph(*arguments)
 
     def _store(self, key: Any, entry: _Entry) -> None:
         self._entries[key] = entry
@@ -138,11 +141,11 @@ def _first_line(error: Exception) -> str:
     return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:160]}"
 
 
-def _trace(spec: TapeSpec, body: Any, sources: list[Source], xla: bool) -> _Entry:
+def _trace(spec: TapeSpec, body: Any, sources: list[Source]) -> _Entry:
     from ._engine import differentiate
 
     tensors = [s for s in sources if not s.is_variable]
-    entry = _Entry(function=None, watched=[], xla=xla)
+    entry = _Entry(function=None, watched=[])
 
     def traced(*arguments: Any) -> dict[str, Any]:
         overlay = {s.name: argument for s, argument in zip(tensors, arguments)}
@@ -152,11 +155,13 @@ def _trace(spec: TapeSpec, body: Any, sources: list[Source], xla: bool) -> _Entr
         for name, value in raw["values"].items():
             if not tf.is_tensor(value):
                 raise TypeError(f"the target {name} is a {type(value).__name__}, not a tensor")
-        return {key: raw[key] for key in _GRAPH_KEYS}
+        return _seeds.eliminate({key: raw[key] for key in _GRAPH_KEYS})
 
-    # XLA fuses the many small ops that pfor makes of a Jacobian: measured here, it cut a 500x500
+    # Traced without jit_compile, then compiled as a whole by the caller: under XLA, pfor would
+    # put each Jacobian in a function of its own, out of reach of _seeds.eliminate. XLA fuses
+    # the many small ops that pfor makes of a Jacobian: measured here, it cut a 500x500
     # Hessian from 6.9 to 5.9 ms and a small MLP's from 3.9 to 1.9 ms, at a slower first call.
-    entry.function = tf.function(traced, reduce_retracing=False, autograph=False, jit_compile=xla)
+    entry.function = tf.function(traced, reduce_retracing=False, autograph=False)
     return entry
 
 

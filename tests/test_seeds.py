@@ -1,0 +1,92 @@
+"""Jacobians in a trace with the products against their identity seeds taken out (tapemagic/_seeds.py):
+the products are gone from the graph, and the numbers are those of the eager path and of the formulas."""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+import tapemagic
+from tapemagic import _seeds
+
+N = 24
+
+
+def live_ops(outputs) -> list[tf.Operation]:
+    """The ops the outputs depend on (the rewrite leaves dead MatMuls behind; TensorFlow prunes them)."""
+    seen, stack = {}, [t.op for t in tf.nest.flatten(outputs)]
+    while stack:
+        op = stack.pop()
+        if op.name not in seen:
+            seen[op.name] = op
+            stack.extend(t.op for t in op.inputs)
+    return list(seen.values())
+
+
+def square_products(concrete) -> int:
+    return sum(op.type == "MatMul" and all(t.shape.as_list() == [N, N] for t in op.inputs)
+               for op in live_ops(concrete.outputs))
+
+
+def hessian_function(eliminate: bool):
+    a = tf.constant(np.random.default_rng(0).normal(size=(N, N)))
+
+    def hessian(x):
+        with tf.GradientTape(persistent=True) as outer:
+            outer.watch(x)
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                y = tf.reduce_sum(tf.sin(x) * x**2) + tf.tensordot(x, tf.linalg.matvec(a, x), 1)
+            gradient = inner.gradient(y, x)
+        h = _seeds.jacobian(outer, gradient, x)
+        return _seeds.eliminate(h) if eliminate else h
+
+    return a.numpy(), tf.function(hessian).get_concrete_function(tf.TensorSpec([N], tf.float64))
+
+
+def test_the_products_with_the_identity_seeds_leave_the_graph_and_the_hessian_stays_exact():
+    a, kept = hessian_function(eliminate=False)
+    _, taken_out = hessian_function(eliminate=True)
+    # Without the rewrite, pfor computes A @ I and A^T @ I; with it, no N x N by N x N product is left.
+    assert square_products(kept) == 2
+    assert square_products(taken_out) == 0
+    x = np.random.default_rng(1).normal(size=N)
+    expected = np.diag(-np.sin(x) * x**2 + 4 * x * np.cos(x) + 2 * np.sin(x)) + a + a.T
+    for function in (kept, taken_out):
+        np.testing.assert_allclose(function(tf.constant(x)).numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_product_that_is_needed_stays():
+    # The Hessian of |Xw - b|^2 is 2 X^T X: one product with the seeds goes, X^T X stays.
+    rng = np.random.default_rng(3)
+    namespace = {"tf": tf, "X": tf.constant(rng.normal(size=(30, N))), "b": tf.constant(rng.normal(size=30)),
+                 "w": tf.constant(rng.normal(size=N))}
+    code = "loss = tf.reduce_sum((tf.linalg.matvec(X, w) - b) ** 2)"
+    traced = tapemagic.tape(code, ["w"], namespace=namespace, hessian=True)
+    assert traced.path == "traced"
+    X = namespace["X"].numpy()
+    np.testing.assert_allclose(traced.hessian.numpy(), 2 * X.T @ X, rtol=1e-12)
+
+
+def test_matrix_targets_several_sources_and_an_unconnected_one_agree_with_the_eager_path():
+    rng = np.random.default_rng(4)
+    namespace = {"tf": tf, "A": tf.constant(rng.normal(size=(3, 4))), "M": tf.constant(rng.normal(size=(4, 5))),
+                 "v": tf.constant(rng.normal(size=20)), "u": tf.constant(rng.normal(size=6))}
+    code = "Y = tf.tanh(A @ M) * tf.reduce_sum(v)"  # Y is 3 x 5; u is not used
+    traced = tapemagic.tape(code, ["M", "v", "u"], namespace=namespace, jacobian=True)
+    eager = tapemagic.tape(code, ["M", "v", "u"], namespace=namespace, jacobian=True, eager=True)
+    assert traced.path == "traced" and eager.path == "eager"
+    for name in ("M", "v"):
+        assert traced.jacobian[name].shape == eager.jacobian[name].shape
+        np.testing.assert_allclose(traced.jacobian[name].numpy(), eager.jacobian[name].numpy(), rtol=1e-10, atol=1e-15)
+    assert traced.jacobian["u"] is None and eager.jacobian["u"] is None
+
+
+def test_a_small_mlp_hessian_agrees_with_the_eager_path():
+    rng = np.random.default_rng(5)
+    namespace = {"tf": tf, "inputs": tf.constant(rng.normal(size=(16, 6))),
+                 "kernel": tf.constant(rng.normal(size=(6, 4))), "w2": tf.constant(rng.normal(size=(4, 3)))}
+    code = "loss = tf.reduce_mean(tf.nn.softmax(tf.tanh(inputs @ kernel) @ w2) ** 2)"
+    traced = tapemagic.tape(code, ["kernel"], namespace=namespace, hessian=True)
+    eager = tapemagic.tape(code, ["kernel"], namespace=namespace, hessian=True, eager=True)
+    assert traced.path == "traced"
+    np.testing.assert_allclose(traced.hessian.numpy(), eager.hessian.numpy(), rtol=1e-10, atol=1e-14)
