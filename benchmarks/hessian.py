@@ -146,6 +146,8 @@ def main() -> None:
     args = parser.parse_args()
 
     import tensorflow as tf
+    # Eager tape.jacobian (a baseline) makes a new pfor function per call; TensorFlow warns about it each time.
+    tf.get_logger().setLevel("ERROR")
 
     import tapemagic
 

@@ -13,6 +13,8 @@ is replaced by the other operand (transposed where the MatMul said so). For the 
 The rewrite follows the identity through the ops that only move or relabel its elements
 (reshapes, unit-dimension transposes, identities) and through products with a 1x1 one,
 which is how ``tf.tensordot`` reaches it. Anything else is left exactly as traced.
+The answer is the same to the last bit, except that an Inf or NaN in ``A`` now stays where
+it is instead of spreading through ``A @ I`` (Inf * 0 is NaN) across its row or column.
 """
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ def hessian_function(eliminate: bool):
         h = _seeds.jacobian(outer, gradient, x)
         return _seeds.eliminate(h) if eliminate else h
 
-    return a.numpy(), tf.function(hessian).get_concrete_function(tf.TensorSpec([N], tf.float64))
+    return a.numpy(), tf.function(hessian, autograph=False).get_concrete_function(tf.TensorSpec([N], tf.float64))
 
 
 def test_the_products_with_the_identity_seeds_leave_the_graph_and_the_hessian_stays_exact():
@@ -90,3 +90,15 @@ def test_a_small_mlp_hessian_agrees_with_the_eager_path():
     eager = tapemagic.tape(code, ["kernel"], namespace=namespace, hessian=True, eager=True)
     assert traced.path == "traced"
     np.testing.assert_allclose(traced.hessian.numpy(), eager.hessian.numpy(), rtol=1e-10, atol=1e-14)
+
+
+def test_the_jacobian_of_a_matrix_product_is_the_matrix_itself_even_with_an_inf():
+    # A @ I would spread the Inf into NaNs (Inf * 0) across its column; without the product it stays put.
+    a = np.random.default_rng(6).normal(size=(N, N))
+    a[3, 4] = np.inf
+    namespace = {"tf": tf, "A": tf.constant(a), "x": tf.constant(np.ones(N))}
+    traced = tapemagic.tape("y = tf.linalg.matvec(A, x)", ["x"], namespace=namespace, jacobian=True)
+    eager = tapemagic.tape("y = tf.linalg.matvec(A, x)", ["x"], namespace=namespace, jacobian=True, eager=True)
+    assert traced.path == "traced"
+    np.testing.assert_array_equal(traced.jacobian["x"].numpy(), a)
+    assert np.isnan(eager.jacobian["x"].numpy()).sum() == N - 1  # TensorFlow's own pfor, for comparison
