@@ -78,7 +78,7 @@ def eliminate(outputs: Any) -> Any:
     graph.clear_collection(_COLLECTION)
 
     def swap(value: Any) -> Any:
-        return replaced.get(value.ref(), value) if tf.is_tensor(value) else value
+        return replaced.get(value.ref(), value) if isinstance(value, tf.Tensor) else value  # not IndexedSlices
 
     return tf.nest.map_structure(swap, outputs)
 

@@ -155,3 +155,13 @@ def test_traced_hessians_equal_eager_ones_for_random_compositions(steps, seed):
     assert traced.path == "traced", traced.notes
     assert taken_out  # the rewrite did happen on this example
     np.testing.assert_allclose(traced.hessian.numpy(), eager.hessian.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_a_variable_read_through_gather_is_traced_and_agrees():
+    # Its first derivative is an IndexedSlices, which the traced function returns beside the tensors.
+    namespace = {"tf": tf, "v": tf.Variable(np.linspace(0.1, 2.0, N)), "idx": tf.constant([1, 3, 5, 3, N - 1])}
+    code = "y = tf.reduce_sum(tf.gather(v, idx) ** 3) + tf.reduce_sum(v ** 2)"
+    traced = tapemagic.tape(code, ["v"], namespace=namespace, hessian=True)
+    eager = tapemagic.tape(code, ["v"], namespace=namespace, hessian=True, eager=True)
+    assert traced.path == "traced", traced.notes
+    np.testing.assert_allclose(traced.hessian.numpy(), eager.hessian.numpy(), rtol=1e-10)
