@@ -379,7 +379,8 @@ PFOR_FAILED = "pfor could not vectorize the Jacobian ({}); it was computed one r
 
 def _jacobian(tape: tf.GradientTape, target: Any, source: Any, **options: Any) -> Any:
     """tape.jacobian vectorized by pfor; where pfor cannot convert an op (a py_function's gradient,
-    say), TensorFlow's own row-by-row loop, with a warning that becomes a note on the result."""
+    say), TensorFlow's own row-by-row loop, with a warning that becomes a note on the result.
+    Inside a trace, pfor over seeds that _seeds.eliminate can take out of matrix products."""
     if not tf.executing_eagerly() and target.shape.is_fully_defined():
         return _seeds.jacobian(tape, target, source, **options)  # a pfor failure falls back to eager tapes
     try:

@@ -89,10 +89,12 @@ def _keeps_order(op: tf.Operation, size: int) -> bool:
         return False
     if op.type in _SAME_ORDER:
         return True
-    if op.type != "Transpose":
-        return False
+    return op.type == "Transpose" and _transpose_keeps_order(op.inputs[0], size)
+
+
+def _transpose_keeps_order(tensor: Any, size: int) -> bool:
     # Moving unit dimensions keeps the order; so does swapping the two axes of an n x n identity.
-    big = [d for d in op.inputs[0].shape.as_list() if d != 1]
+    big = [d for d in tensor.shape.as_list() if d != 1]
     return big in ([size * size], [size, size])
 
 
@@ -105,18 +107,22 @@ def _without_identity(op: tf.Operation, identity: dict[Any, int]) -> Any:
         return None
     with tf.name_scope(op.name.split("/")[-1] + "_without_identity"):
         if _is_eye(b, identity):
+            kept, transposed = a, transpose_a
             new = tf.transpose(a) if transpose_a else tf.identity(a)
         elif _is_eye(a, identity):
+            kept, transposed = b, transpose_b
             new = tf.transpose(b) if transpose_b else tf.identity(b)
-        elif _is_one(b) and a.ref() in identity:
+        elif a.ref() in identity and _is_one(b):
+            kept, transposed = a, False
             new = tf.reshape(a, shape)  # (m, 1) @ [[1]]: a column vector moved, not computed
-        elif _is_one(a) and b.ref() in identity:
+        elif b.ref() in identity and _is_one(a):
+            kept, transposed = b, False
             new = tf.reshape(b, shape)
         else:
             return None
-    if (a.ref() in identity and _is_one(b)) or (b.ref() in identity and _is_one(a)) or (
-            a.ref() in identity and b.ref() in identity):
-        identity[new.ref()] = identity.get(a.ref(), identity.get(b.ref()))
+    size = identity.get(kept.ref())
+    if size is not None and (not transposed or _transpose_keeps_order(kept, size)):
+        identity[new.ref()] = size  # the product was the identity itself, passed on
     return new
 
 
