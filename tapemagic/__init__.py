@@ -25,11 +25,11 @@ def __getattr__(name: str) -> Any:
 
         return tape
     if name == "watch":
-        from ._engine import watch
+        from .engine import watch
 
         return watch
     if name == "Engine":
-        from ._engine import Engine
+        from .engine import Engine
 
         return Engine
     raise AttributeError(f"module 'tapemagic' has no attribute {name!r}")

@@ -6,49 +6,79 @@ import inspect
 import types
 from typing import Any, Callable, Mapping, Sequence
 
-from ._cell import Cell, compile_cell
-from ._engine import Body, Engine
 from ._result import TapeResult
-from ._sources import from_values, resolve
 from ._spec import SpecError, TapeSpec
+from .engine import Engine
+from .engine.body import CellBody, FunctionBody
+from .engine.cell import compile_cell
+from .engine.sources import from_values, resolve
 
-__all__ = ["tape", "new_engine", "run_code"]
+__all__ = ["tape", "new_engine", "run_code", "default_engine"]
+
+_DEFAULT: Engine | None = None
 
 
 def new_engine() -> Engine:
     return Engine()
 
 
+def default_engine() -> Engine:
+    """The engine :func:`tape` uses when none is given, so a loop reuses its traces."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        _DEFAULT = Engine()
+    return _DEFAULT
+
+
+def check_out_name(spec: TapeSpec, names: tuple[str, ...]) -> None:
+    """``-o NAME`` must not write the result over a source or a target of the cell."""
+    if spec.out is None:
+        return
+    heads = {source.split(".")[0] for source in spec.sources}
+    if spec.out in heads:
+        raise SpecError(f"-o {spec.out} would write the result over the source {spec.out}: store it under another "
+                        f"name, e.g. -o r")
+    if spec.out in names:
+        raise SpecError(f"-o {spec.out} would write the result over the target {spec.out} that the cell assigns: "
+                        "store it under another name, e.g. -o r")
+
+
 def run_code(engine: Engine, spec: TapeSpec, code: str, namespace: dict[str, Any], prefix: str = "tape") -> TapeResult:
     """Compile ``code`` and differentiate it in ``namespace`` (what the magic does)."""
-    return _run_cell(engine, spec, compile_cell(code, prefix=prefix), namespace)
-
-
-def _run_cell(engine: Engine, spec: TapeSpec, cell: Cell, namespace: dict[str, Any]) -> TapeResult:
-    body = Body(cell=cell, namespace=namespace, targets=spec.targets)
-    body.target_names()  # a cell with no target is rejected before anything runs
+    cell = compile_cell(code, prefix=prefix)
+    body = CellBody(cell, namespace, spec.targets)
+    names = body.target_names()  # a cell with no target is rejected before anything runs
+    check_out_name(spec, names)
     body.check_targets()
     sources = resolve(spec.sources, namespace)
     result = engine.run(spec, body, sources, namespace)
-    if spec.explore:
-        result = dataclasses.replace(result, rerun=_rerun(engine, spec, cell.source, namespace, result))
+    if spec.explore and not result.replay_effects:
+        result = dataclasses.replace(result, rerun=_rerun(engine, spec, cell.source, body.before(), result))
+    if spec.out:
+        namespace[spec.out] = result
     return result
 
 
-def _rerun(engine: Engine, spec: TapeSpec, code: str, namespace: dict[str, Any], result: TapeResult) -> Callable[[dict[str, float]], TapeResult]:
-    """For --explore: run the cell again at other source values, on a copy of the namespace.
-    The cell is compiled once here; a slider move re-runs it dozens of times for the plot."""
-    quiet = dataclasses.replace(spec, explore=False, ranges=(), out=None, display="none", check=False, forward=False)
+def _rerun(engine: Engine, spec: TapeSpec, code: str, before: dict[str, Any], result: TapeResult) -> Callable[[dict[str, float]], TapeResult]:
+    """For --explore: run the cell at other source values, on a copy of the namespace as it was
+    before the cell. Only made when the engine found that a second run changes no state; the
+    rerun's printed output is swallowed. The cell is compiled once here."""
+    quiet = dataclasses.replace(spec, explore=False, ranges=(), out=None, display="none", check=False, forward=False, hvp=None)
     dtypes = {source.name: source.value.dtype for source in result.sources}
     cell = compile_cell(code, prefix="tape-explore")
 
     def rerun(values: dict[str, float]) -> TapeResult:
+        import contextlib
+        import io
+
         import tensorflow as tf
 
-        copy = dict(namespace)
+        copy = dict(before)
         for name, value in values.items():
             copy[name] = tf.constant(value, dtype=dtypes[name])
-        return _run_cell(engine, quiet, cell, copy)
+        body = CellBody(cell, copy, quiet.targets)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return engine.run(quiet, body, resolve(quiet.sources, copy), copy)
 
     return rerun
 
@@ -58,24 +88,28 @@ def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, A
          jacobian: bool = False, hessian: bool = False, persistent: bool = False,
          auto_watch: bool = True, watch: bool = True, forward: bool = False, check: bool = False,
          eps: float | None = None, hvp: Any = None, eager: bool = False, display: str = "auto",
+         explore: bool = False, ranges: Sequence[tuple[str, float, float]] = (), out: str | None = None,
          engine: Engine | None = None) -> TapeResult:
     """Differentiate code or a function, as ``%%tape`` does.
 
     Parameters
     ----------
     body
-        Code (a string, run in ``namespace``) or a callable of the sources.
+        Code (a string, run once in ``namespace``) or a callable of the sources.
     sources
         For code: names or dotted paths in ``namespace``. For a callable: the values
         to call it with, a list (named after its parameters) or a dict by name.
     namespace
         Where code runs and names are looked up (default: a new empty dict).
-    targets, order, jacobian, hessian, persistent, auto_watch, watch, forward, check, eps, eager, display
-        As the magic's options of the same names (``watch=False`` is ``--no-watch``).
+    targets, order, jacobian, hessian, persistent, auto_watch, watch, forward, check, eps, eager, display, explore, ranges
+        As the magic's options of the same names (``watch=False`` is ``--no-watch``;
+        ``ranges`` is a list of ``(name, low, high)``, as ``--range name=low:high``).
     hvp
         The vector for a Hessian-vector product (a tensor for a callable; a name for code).
+    out
+        For code: also store the result in ``namespace`` under this name (``-o``).
     engine
-        An :class:`Engine` to reuse, so traced functions are cached across calls.
+        An :class:`Engine` to use; by default one shared engine, so traces are reused across calls.
 
     Returns
     -------
@@ -87,21 +121,24 @@ def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, A
     >>> float(r.gradients["x"]), float(r.derivatives[2]["y"])
     (24.0, 0.0)
     """
-    engine = engine or Engine()
+    engine = engine or default_engine()
     common = dict(targets=tuple(targets), order=order, jacobian=jacobian, hessian=hessian, persistent=persistent,
                   auto_watch=auto_watch, watch_sources=watch, forward=forward, check=check, eps=eps,
-                  eager=eager, display=display)
+                  eager=eager, display=display, explore=explore, ranges=tuple(tuple(r) for r in ranges))
     if isinstance(body, str):
         names = tuple(sources or ())
         if any(not isinstance(name, str) for name in names):
             raise SpecError("with code, sources are names in the namespace: tape('y = x**2', ['x'], namespace=ns)")
-        spec = TapeSpec(sources=names, hvp=hvp, **common)
+        spec = TapeSpec(sources=names, hvp=hvp, out=out, **common)
         return run_code(engine, spec, body, {} if namespace is None else namespace).with_display(display=display)
     if not callable(body):
         raise SpecError(f"tape() takes code (a string) or a callable, not a {type(body).__name__}")
+    if explore or out:
+        raise SpecError("explore= and out= work with code (a string) run in a namespace; call the function "
+                        "yourself at other values, and keep the returned result")
     names, values = _named(body, sources)
     spec = TapeSpec(sources=tuple(names), **common)
-    result = engine.run(spec, Body(function=body, targets=spec.targets, hvp_vector=hvp), from_values(names, values), None)
+    result = engine.run(spec, FunctionBody(body, spec.targets), from_values(names, values), None, hvp_vector=hvp)
     return result.with_display(display=display)
 
 

@@ -54,7 +54,8 @@ class TapeMagics(Magics):
         except SpecError as error:
             raise UsageError(str(error)) from None
         except (Exception, KeyboardInterrupt) as error:
-            raise error.with_traceback(_user_frames(error.__traceback__)) from None
+            # The user's own exception, as raised: its chain (raise A from B) stays; only our frames go.
+            raise error.with_traceback(_user_frames(error.__traceback__))
         result = result.with_display(
             display=spec.display or self.display, precision=self.precision, max_elements=self.max_elements,
         )

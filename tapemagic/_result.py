@@ -6,7 +6,44 @@ from typing import Any, Mapping
 
 from ._spec import TapeSpec
 
-__all__ = ["TapeResult", "TargetResult", "SourceInfo", "WatchedInfo"]
+__all__ = ["TapeResult", "TargetResult", "SourceInfo", "WatchedInfo", "CheckReport"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckReport:
+    """How the tape's gradient compares with central finite differences for one source."""
+
+    target: str
+    source: str
+    ok: bool
+    max_abs: float
+    max_rel: float
+    step: float
+    tolerance: float
+    checked: int
+    elements: int
+    worst: tuple[int, ...] = ()
+    tape_value: float = 0.0
+    difference_value: float = 0.0
+    problem: str | None = None
+
+    def __str__(self) -> str:
+        from .render.numbers import scalar
+
+        label = f"∂{self.target}/∂{self.source}"
+        if self.problem:
+            return f"check {label}: not checked ({self.problem})"
+        sampled = "" if self.checked == self.elements else f", {self.checked} of {self.elements} elements sampled"
+        errors = f"max abs error {scalar(self.max_abs, 2)}, max rel error {scalar(self.max_rel, 2)}"
+        how = f"central differences, step {scalar(self.step, 2)}, 2 runs per element{sampled}"
+        if self.ok:
+            return f"check {label}: ok, {errors} ({how})"
+        return (f"check {label}: MISMATCH, {errors} at element {self.worst}: the tape says "
+                f"{scalar(self.tape_value, 6)}, finite differences say {scalar(self.difference_value, 6)} ({how}; "
+                f"tolerance {scalar(self.tolerance, 2)})")
+
+    def __contains__(self, word: str) -> bool:  # so tests and users can write "ok" in report
+        return word in str(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +60,8 @@ class SourceInfo:
     @classmethod
     def of(cls, source: Any) -> "SourceInfo":
         value = source.value
-        kind = "Variable" if source.is_variable else ("converted" if source.note else "Tensor")
+        kind = ("keras.Variable" if getattr(source, "keras", False) else "Variable") if source.is_variable else (
+            "converted" if source.note else "Tensor")
         return cls(source.name, value, kind, tuple(value.shape.as_list()), value.dtype.name, source.note)
 
 
@@ -87,6 +125,7 @@ class TapeResult:
     max_elements: int = 12
     passes: Mapping[str, int] = dataclasses.field(default_factory=dict)
     rerun: Any = dataclasses.field(default=None, repr=False, compare=False)
+    replay_effects: tuple[str, ...] = ()  # what a second run would change; empty: replays leave no trace
 
     # -- numbers --------------------------------------------------------------
     @property

@@ -79,11 +79,21 @@ def test_failed_cell_restores_a_converted_source(shell):
     assert shell.user_ns["v"] == 2.5 and type(shell.user_ns["v"]) is float
 
 
-def test_successful_cell_rebinds_a_converted_source_and_says_so(shell):
+def test_a_converted_source_is_the_users_number_again_after_the_cell(shell):
+    # The cell runs with v as a tensor (so it can be differentiated), and afterwards v is what
+    # a plain run leaves: the Python number.
     shell.run_cell("v = 2.5")
-    r, _ = run(shell, "v", "w = v ** 2")
-    assert tf.is_tensor(shell.user_ns["v"]) and r.gradients["v"].numpy() == 5.0
-    assert "v was a Python number; it became a float32 tf.constant, rebound as v and watched" in r.to_text()
+    r, _ = run(shell, "v -t w", "w = v ** 2\nseen = type(v).__name__")
+    assert shell.user_ns["v"] == 2.5 and type(shell.user_ns["v"]) is float
+    assert r.gradients["v"].numpy() == 5.0 and shell.user_ns["seen"] == "EagerTensor"
+    assert ("v was a Python number; the cell ran with it as a float32 tf.constant, and v is the Python number "
+            "again after the cell") in r.to_text()
+
+
+def test_a_cell_that_rebinds_a_converted_source_keeps_its_own_value(shell):
+    shell.run_cell("v = 2.5")
+    run(shell, "v", "w = v ** 2\nv = 'mine'")
+    assert shell.user_ns["v"] == "mine"
 
 
 def test_keyboard_interrupt_stops_the_cell_cleanly(shell):

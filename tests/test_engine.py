@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import tapemagic
-from tapemagic import _methods
+from tapemagic.engine import methods as _methods
 
 
 def central(fun, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
@@ -115,24 +115,34 @@ def test_traced_and_eager_paths_agree_for_a_cell():
     np.testing.assert_allclose(traced.derivatives[2]["x"].numpy(), eager.derivatives[2]["x"].numpy(), rtol=1e-12)
 
 
-def test_a_cell_xla_cannot_compile_falls_back_step_by_step_and_says_so():
+def test_a_cell_xla_cannot_compile_is_traced_without_xla_and_says_so():
+    # XLA has no string kernels; a plain tf.function runs them (here a debug label beside the math).
     namespace = {"tf": tf, "x": tf.Variable(np.linspace(0.1, 1.0, 20))}
-    code = "y = tf.py_function(lambda a: a * 2.0, [x], tf.float64) * x"
-    traced = tapemagic.tape(code, ["x"], namespace=namespace, jacobian=True)
-    eager = tapemagic.tape(code, ["x"], namespace=namespace, jacobian=True, eager=True)
-    notes = " ".join(traced.notes)
-    # Every fallback is said: XLA refuses the py_function, the trace without XLA fails, eager pfor
-    # cannot vectorize it, and TensorFlow then cannot re-run the py_function's gradient per row.
-    assert "traced without XLA: XLA could not compile the cell" in notes
-    assert "eager tapes: tracing the cell failed" in notes
-    assert "pfor could not vectorize the Jacobian" in notes
+    code = ("label = tf.strings.as_string(x[0])\n"
+            "y = tf.reduce_sum(tf.boolean_mask(x, x > 0.5) ** 3) + 0 * tf.strings.to_number(label, tf.float64)")
+    traced = tapemagic.tape(code, ["x"], namespace=namespace, hessian=True, engine=tapemagic.Engine())
+    eager = tapemagic.tape(code, ["x"], namespace=namespace, hessian=True, eager=True)
+    assert traced.path == "traced" and eager.path == "eager"
+    assert "traced without XLA: XLA could not compile the cell" in " ".join(traced.notes)
+    np.testing.assert_allclose(traced.hessian.numpy(), eager.hessian.numpy(), rtol=1e-12)
+    x = np.linspace(0.1, 1.0, 20)
+    np.testing.assert_allclose(np.diag(eager.hessian.numpy()), np.where(x > 0.5, 6 * x, 0.0), rtol=1e-12)
+
+
+def test_a_py_function_is_never_replayed_and_pfor_falls_back_row_by_row():
+    # A py_function runs Python that TensorFlow cannot look into: tapemagic does not run it twice.
+    namespace = {"tf": tf, "x": tf.Variable(np.linspace(0.1, 1.0, 20)), "calls": []}
+    code = "y = tf.py_function(lambda a: calls.append(1) or a * 2.0, [x], tf.float64) * x"
+    r = tapemagic.tape(code, ["x"], namespace=namespace, jacobian=True)
+    notes = " ".join(r.notes)
+    assert r.path == "eager" and len(namespace["calls"]) == 1
+    assert "tf.py_function" in notes and "pfor could not vectorize the Jacobian" in notes
     expected = np.diag(4 * np.linspace(0.1, 1.0, 20))  # d(2x·x)/dx = 4x on the diagonal
-    for result in (traced, eager):
-        np.testing.assert_allclose(result.gradients["x"].numpy(), np.diag(expected), rtol=1e-12)
-        if result.jacobian["x"] is not None:
-            np.testing.assert_allclose(result.jacobian["x"].numpy(), expected, rtol=1e-12)
-        else:
-            assert any("can be differentiated once but not twice" in note for note in result.notes)
+    np.testing.assert_allclose(r.gradients["x"].numpy(), np.diag(expected), rtol=1e-12)
+    if r.jacobian["x"] is not None:
+        np.testing.assert_allclose(r.jacobian["x"].numpy(), expected, rtol=1e-12)
+    else:
+        assert "can be differentiated once but not twice" in notes
 
 
 def test_a_second_derivative_tensorflow_cannot_take_is_explained():
@@ -144,12 +154,20 @@ def test_a_second_derivative_tensorflow_cannot_take_is_explained():
     assert any("can be differentiated once but not twice" in note for note in r.notes), r.notes
 
 
-def test_untraceable_cell_falls_back_to_eager_and_says_so():
+def test_a_cell_that_prints_is_traced_and_prints_once(capsys):
     namespace = {"tf": tf, "np": np, "x": tf.Variable(np.linspace(0, 1, 20))}
-    r = tapemagic.tape("y = tf.reduce_sum(x * np.float64(2.0) * x)\nprint('side effect')", ["x"], namespace=namespace, hessian=True)
-    assert r.path == "eager"
-    assert any("cannot be traced" in note for note in r.notes)
+    r = tapemagic.tape("y = tf.reduce_sum(x * np.float64(2.0) * x)\nprint('printed')", ["x"], namespace=namespace,
+                       hessian=True, engine=tapemagic.Engine())
+    assert r.path == "traced" and capsys.readouterr().out == "printed\n"
     np.testing.assert_allclose(r.hessian.numpy(), 4 * np.eye(20))
+
+
+def test_a_cell_that_changes_state_is_not_traced_and_says_why():
+    namespace = {"tf": tf, "x": tf.Variable(np.linspace(0, 1, 20)), "n": tf.Variable(0.0, dtype=tf.float64)}
+    r = tapemagic.tape("n.assign_add(1.0)\ny = tf.reduce_sum(x * x * n)", ["x"], namespace=namespace, hessian=True)
+    assert r.path == "eager" and float(namespace["n"]) == 1.0
+    assert any("calls n.assign_add()" in note and "not traced" in note for note in r.notes), r.notes
+    np.testing.assert_allclose(r.hessian.numpy(), 2 * np.eye(20))
 
 
 def test_hvp_matches_full_hessian():

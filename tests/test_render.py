@@ -34,8 +34,8 @@ def test_text_view_exact():
         "  [8  6]",
         "  [6  0]",
         "watched: no variables",
-        "note: x was a Python number; it became a float32 tf.constant",
-        "note: y was a Python number; it became a float32 tf.constant",
+        "note: x was a Python number; the cell ran with it as a float32 tf.constant",
+        "note: y was a Python number; the cell ran with it as a float32 tf.constant",
     ])
     assert "0x" not in r.to_text() and "at 0x" not in repr(r)
 

@@ -8,6 +8,7 @@ import weakref
 
 import numpy as np
 import pytest
+from IPython.utils.capture import capture_output
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -216,22 +217,30 @@ def test_the_line_is_never_evaluated(shell, tmp_path):
     assert not marker.exists()
 
 
-def test_the_cell_runs_once_and_re_runs_are_said(shell):
+def test_the_cell_runs_once_and_replays_only_when_they_leave_no_trace(shell):
     shell.run_cell("calls = []\nx = tf.Variable([1.0, 2.0])")
     body = "calls.append(1)\ny = tf.reduce_sum(x ** 3)"
     r = shell.run_cell_magic("tape", "x -n 3 --jacobian --hessian", body)
     assert len(shell.user_ns["calls"]) == 1 and r.path == "eager"
     shell.run_cell("calls.clear()")
-    r = shell.run_cell_magic("tape", "x --forward --check", body)
-    runs = len(shell.user_ns["calls"])
-    assert runs == 1 + 2 + 2 * 2  # once for real, once per element forward, twice per element checked
-    notes = " ".join(r.notes)
-    assert "--forward re-ran the cell 2 times on a copy of the namespace" in notes
-    assert "--check re-ran the cell 4 times on a copy of the namespace" in notes
-    shell.run_cell("calls.clear()\nbig = tf.Variable(tf.linspace(0.0, 1.0, 32))")
+    with pytest.raises(UsageError, match="line 1 calls calls.append"):
+        shell.run_cell_magic("tape", "x --forward --check", body)
+    assert shell.user_ns["calls"] == []  # refused before anything ran
+    shell.run_cell("big = tf.Variable(tf.linspace(0.0, 1.0, 32))")
     r = shell.run_cell_magic("tape", "big --hessian", "calls.append(1)\ny = tf.reduce_sum(big ** 3)")
-    assert r.path == "traced" and len(shell.user_ns["calls"]) == 2  # traced once, run once for real
-    assert any("re-ran the cell's code once to trace it" in note for note in r.notes)
+    assert r.path == "eager" and len(shell.user_ns["calls"]) == 1  # not traced: tracing would append again
+    assert any("not traced" in note and "calls.append" in note for note in r.notes), r.notes
+    # A cell without effects is replayed (forward mode, finite differences, tracing), printing nothing more.
+    shell.run_cell("calls.clear()")
+    with capture_output() as out:
+        r = shell.run_cell_magic("tape", "x --forward --check", "print('once')\ny = tf.reduce_sum(x ** 3)")
+    assert out.stdout == "once\n"
+    notes = " ".join(r.notes)
+    assert "--forward ran the cell's code 2 more times on a copy of the namespace" in notes
+    assert "--check ran the cell's code 4 more times on a copy of the namespace" in notes
+    with capture_output() as out:
+        r = shell.run_cell_magic("tape", "big --hessian", "print('once')\ny = tf.reduce_sum(big ** 3)")
+    assert out.stdout == "once\n" and r.path == "traced"
 
 
 def test_results_not_kept_are_freed(shell):

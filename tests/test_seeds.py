@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tapemagic
-from tapemagic import _seeds
+from tapemagic.engine import seeds as _seeds
 
 N = 24
 

@@ -24,7 +24,7 @@ def test_scalars():
     assert "f = 42 &rarr; ∂f/∂x = 24 &rarr; ∂²f/∂x² = 8" in chains
     assert 'title="[0, 1] = 6"' in matrices and "Hessian of f over (x, y)" in matrices
     assert "no variables" in watched
-    assert "became a float32 tf.constant" in notes
+    assert "the cell ran with it as a float32 tf.constant" in notes
 
 
 def test_vectors_matrices_and_watched_variables():

@@ -11,23 +11,25 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
-from ._spec import SpecError
+from .._spec import SpecError
 
-__all__ = ["Source", "resolve", "from_values", "is_float", "describe_type"]
+__all__ = ["Source", "resolve", "from_values", "is_float", "describe_type", "as_variable"]
 
 
 @dataclasses.dataclass(eq=False)
 class Source:
     """One thing to differentiate with respect to.
 
-    ``value`` is a tf.Variable or a tf.Tensor; ``note`` says what tapemagic did to
-    make it differentiable, if anything; ``undo`` puts the user's original back.
+    ``value`` is a tf.Variable or a tf.Tensor (for a Keras variable, the tf.Variable it
+    holds); ``note`` says what tapemagic did to make it differentiable, if anything;
+    ``undo`` puts the user's original back.
     """
 
     name: str
     value: Any
     note: str | None = None
     undo: Callable[[], None] | None = None
+    keras: bool = False
 
     @property
     def differentiable(self) -> bool:
@@ -74,6 +76,9 @@ def from_values(names: list[str], values: list[Any]) -> list[Source]:
     return [source for name, value in zip(names, values) for source in _expand(name, value, None)]
 
 
+_ANY = object()
+
+
 def _lookup(path: str, namespace: dict[str, Any]) -> tuple[Any, Callable[[Any], None] | None]:
     head, *rest = path.split(".")
     if head not in namespace:
@@ -96,8 +101,15 @@ def _lookup(path: str, namespace: dict[str, Any]) -> tuple[Any, Callable[[Any], 
         except Exception as error:  # a property that raises is the user's object's fault, not ours
             raise SpecError(f"reading {so_far} raised {type(error).__name__}: {error}") from None
     if not rest:
-        return value, lambda new: namespace.__setitem__(head, new)
-    return value, lambda new: setattr(owner, rest[-1], new)
+        def rebind(new: Any, expected: Any = _ANY) -> None:
+            if expected is _ANY or namespace.get(head) is expected:
+                namespace[head] = new
+        return value, rebind
+
+    def rebind_attribute(new: Any, expected: Any = _ANY) -> None:
+        if expected is _ANY or getattr(owner, rest[-1], None) is expected:
+            setattr(owner, rest[-1], new)
+    return value, rebind_attribute
 
 
 def _expand(name: str, value: Any, rebind: Callable[[Any], None] | None) -> Iterator[Source]:
@@ -112,8 +124,23 @@ def _expand(name: str, value: Any, rebind: Callable[[Any], None] | None) -> Iter
         ) from None
 
 
+def as_variable(value: Any) -> Any:
+    """The tf.Variable behind a Keras 3 variable (``keras.Variable`` on the TensorFlow backend is
+    no tf.Variable, and reports its dtype as a string); None for anything else."""
+    if isinstance(value, tf.Variable) or not type(value).__module__.startswith("keras"):
+        return None
+    try:
+        inner = value.value  # outside a layer call no autocast applies: the float32 variable itself
+    except Exception:
+        return None
+    return inner if isinstance(inner, tf.Variable) else None
+
+
 def _expand_checked(name: str, value: Any, rebind: Callable[[Any], None] | None) -> Iterator[Source]:
-    if isinstance(value, tf.Variable):
+    inner = as_variable(value)
+    if inner is not None:
+        yield Source(name, inner, keras=True)
+    elif isinstance(value, tf.Variable):
         yield Source(name, value)
     elif isinstance(value, (tf.RaggedTensor, tf.SparseTensor)):
         kind = "ragged" if isinstance(value, tf.RaggedTensor) else "sparse"
@@ -150,7 +177,10 @@ def _expand_checked(name: str, value: Any, rebind: Callable[[Any], None] | None)
 
 
 def _expand_item(name: str, item: Any) -> Iterator[Source]:
-    if isinstance(item, tf.Variable) or (tf.is_tensor(item) and not isinstance(item, (tf.RaggedTensor, tf.SparseTensor))):
+    inner = as_variable(item)
+    if inner is not None:
+        yield Source(name, inner, keras=True)
+    elif isinstance(item, tf.Variable) or (tf.is_tensor(item) and not isinstance(item, (tf.RaggedTensor, tf.SparseTensor))):
         yield Source(name, item)
     else:
         raise SpecError(
@@ -166,10 +196,11 @@ def _converted(name: str, value: Any, rebind: Callable[[Any], None] | None) -> S
     dtype = tf.as_dtype(array.dtype) if array.dtype.kind == "f" and isinstance(value, (np.ndarray, np.floating)) else tf.float32
     constant = tf.constant(array, dtype=dtype)
     what = "Python number" if isinstance(value, (int, float)) else f"NumPy {array.dtype}"
-    note = f"{name} was a {what}; it became a {dtype.name} tf.constant"
+    note = f"{name} was a {what}; the cell ran with it as a {dtype.name} tf.constant"
     undo = None
     if rebind is not None:
         rebind(constant)
-        note += f", rebound as {name} and watched"
-        undo = lambda: rebind(value)  # noqa: E731 - a closure over the original is the point
+        note += f", and {name} is the {what} again after the cell"
+        # Put back unless the cell itself bound the name to something else meanwhile.
+        undo = lambda: rebind(value, constant)  # noqa: E731 - a closure over the original is the point
     return Source(name, constant, note=note, undo=undo)

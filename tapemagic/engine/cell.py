@@ -13,7 +13,7 @@ import linecache
 from types import CodeType
 from typing import Any
 
-from ._spec import SpecError
+from .._spec import SpecError
 
 __all__ = ["Cell", "compile_cell"]
 
@@ -59,8 +59,11 @@ class Cell:
     stores: dict[str, int]
     hints: tuple[tuple[int, str], ...]
     loads: frozenset[str] = frozenset()
-    side_effects: tuple[str, ...] = ()
+    effects: tuple[str, ...] = ()
     last_text: str | None = None
+    free: frozenset[str] = frozenset()
+    conditions: dict[str, int] = dataclasses.field(default_factory=dict)
+    calls: tuple[tuple[int, str], ...] = ()
 
     def run(self, namespace: dict[str, Any]) -> Any:
         """Execute in ``namespace``; return the final expression's value (or None)."""
@@ -108,8 +111,11 @@ def compile_cell(source: str, prefix: str = "tape-cell") -> Cell:
         stores=_stores(tree),
         hints=tuple(_hints(tree)),
         loads=frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)),
-        side_effects=tuple(_side_effects(tree)),
+        effects=tuple(_effects(tree)),
         last_text=last_text,
+        free=_free(tree),
+        conditions=_only_in_conditions(tree),
+        calls=tuple(_calls(tree)),
     )
 
 
@@ -177,17 +183,108 @@ def _casts_to_integer(call: ast.Call) -> bool:
     return False
 
 
-def _side_effects(tree: ast.AST) -> list[str]:
-    """What makes a cell unsafe to trace with tf.function: Python effects that would run at trace time only."""
+# Method names that change the object they are called on (or the world): a cell that calls one
+# cannot be run a second time without leaving a trace.
+MUTATORS = frozenset({
+    "append", "extend", "insert", "pop", "popitem", "popleft", "appendleft", "remove", "clear", "update",
+    "setdefault", "add", "discard", "sort", "reverse", "fill", "put", "put_nowait", "send", "throw",
+    "write", "writelines", "write_text", "write_bytes", "mkdir", "makedirs", "unlink", "rmdir", "touch",
+    "rename", "save", "savez", "savetxt", "save_weights", "load_weights", "set_weights", "dump",
+    "assign", "assign_add", "assign_sub", "scatter_update", "scatter_add", "scatter_nd_update",
+    "apply_gradients", "apply", "minimize", "step", "fit", "train_on_batch", "update_state", "reset_state",
+    "reset_states", "reset", "add_loss", "add_metric", "seed", "shuffle", "set_seed", "set_random_seed",
+    "set_global_policy", "__setitem__", "__delitem__", "__next__", "setattr", "delattr", "next",
+})
+_EFFECT_BUILTINS = {"open": "opens a file", "input": "asks for input", "display": "displays output",
+                    "exec": "runs code with exec", "eval": "runs code with eval", "next": "advances an iterator",
+                    "setattr": "sets an attribute", "delattr": "deletes an attribute", "__import__": "imports"}
+_RANDOM_MODULES = {"random"}  # np.random.*, numpy.random.*, random.*
+# Calls into these modules are pure (tf.add, np.sort), except those that set global state.
+_PURE_MODULES = {"tf", "tensorflow", "np", "numpy", "math", "keras", "ops", "jnp", "K"}
+_GLOBAL_STATE = {"seed", "set_seed", "set_random_seed", "set_global_policy", "save", "savez", "savetxt"}
+
+
+def _effects(tree: ast.AST) -> list[str]:
+    """Python effects of the cell's own code that a second run would repeat. Names the cell binds
+    at the top level are not among them: a second run works on a copy of the namespace."""
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("print", "input", "open", "display"):
-            found.append(f"line {node.lineno} calls {node.func.id}()")
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            found.append(f"line {node.lineno} declares {type(node).__name__.lower()} names")
-        elif isinstance(node, (ast.Assign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, (ast.Global, ast.Nonlocal)):
+            found.append(f"line {line} declares {type(node).__name__.lower()} {', '.join(node.names)}")
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
             for target in targets:
-                if isinstance(target, (ast.Attribute, ast.Subscript)):
-                    found.append(f"line {node.lineno} assigns to {ast.unparse(target)}")
+                for part in ast.walk(target):
+                    if isinstance(part, (ast.Attribute, ast.Subscript)) and isinstance(part.ctx, (ast.Store, ast.Del)):
+                        verb = "deletes" if isinstance(node, ast.Delete) else "assigns to"
+                        found.append(f"line {line} {verb} {ast.unparse(part)}")
+        elif isinstance(node, ast.Call):
+            function = node.func
+            if isinstance(function, ast.Name) and function.id in _EFFECT_BUILTINS:
+                found.append(f"line {line} calls {function.id}(), which {_EFFECT_BUILTINS[function.id]}")
+            elif isinstance(function, ast.Attribute):
+                root = function.value
+                while isinstance(root, ast.Attribute):
+                    root = root.value
+                pure = isinstance(root, ast.Name) and root.id in _PURE_MODULES and function.attr not in _GLOBAL_STATE
+                if function.attr in MUTATORS and not pure:
+                    found.append(f"line {line} calls {ast.unparse(function)}(), which changes state")
+                elif _draws_random(function.value):
+                    found.append(f"line {line} draws from a Python or NumPy random generator ({ast.unparse(function)})")
     return found
+
+
+def _draws_random(owner: ast.expr) -> bool:
+    """``random.x``, ``np.random.x``, ``numpy.random.x`` (TensorFlow's own draws are seen as ops)."""
+    if isinstance(owner, ast.Name):
+        return owner.id in _RANDOM_MODULES
+    return (isinstance(owner, ast.Attribute) and owner.attr in _RANDOM_MODULES
+            and isinstance(owner.value, ast.Name) and owner.value.id in _NUMPY_MODULES)
+
+
+def _calls(tree: ast.AST) -> list[tuple[int, str]]:
+    """Dotted names the cell calls (``f``, ``obj.method``, ``layer``): helpers to look into."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            try:
+                text = ast.unparse(node.func)
+            except Exception:  # pragma: no cover - unparse handles every expression ast makes
+                continue
+            if all(part.isidentifier() for part in text.split(".")):
+                found.append((node.lineno, text))
+    return sorted(set(found))
+
+
+def _free(tree: ast.AST) -> frozenset[str]:
+    """Names the cell may read before it assigns them: the values it captures from the namespace."""
+    first_store: dict[str, tuple[int, int]] = {}
+    loads: dict[str, tuple[int, int]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            where = (node.lineno, node.col_offset)
+            table = first_store if isinstance(node.ctx, ast.Store) else loads
+            if node.id not in table or where < table[node.id]:
+                table[node.id] = where
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            where = (node.lineno, -1)  # x += 1 reads x first
+            if node.target.id not in loads or where < loads[node.target.id]:
+                loads[node.target.id] = where
+    return frozenset(name for name, where in loads.items()
+                     if name not in first_store or where[0] <= first_store[name][0])
+
+
+def _only_in_conditions(tree: ast.AST) -> dict[str, int]:
+    """Names read only in the test of an if, while or conditional expression, with the test's line."""
+    in_tests: dict[str, int] = {}
+    tests = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.If, ast.While, ast.IfExp, ast.Assert)):
+            for part in ast.walk(node.test):
+                tests.add(id(part))
+                if isinstance(part, ast.Name) and isinstance(part.ctx, ast.Load):
+                    in_tests.setdefault(part.id, node.test.lineno)
+    elsewhere = {node.id for node in ast.walk(tree)
+                 if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in tests}
+    return {name: line for name, line in in_tests.items() if name not in elsewhere}

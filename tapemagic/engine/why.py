@@ -11,11 +11,31 @@ from typing import Any
 
 import tensorflow as tf
 
-from ._cell import Cell
-from ._sources import Source, describe_type
-from ._spec import TapeSpec
+from .._spec import TapeSpec
+from .cell import Cell
+from .sources import Source, describe_type
 
-__all__ = ["explain", "rebinding_notes"]
+__all__ = ["explain", "rebinding_notes", "no_gradient", "failed_again", "missing_note"]
+
+
+def no_gradient(error: LookupError) -> str:
+    """An op on the way from the source to the target has no registered gradient."""
+    text = str(error).strip().strip("'\"")
+    op = text.rsplit(":", 1)[-1].strip() if "registry has no entry" in text else text
+    return (f"TensorFlow has no gradient registered for {op}, an operation the cell used to compute the target, "
+            f"so its backward pass stops there (LookupError: {text}). Use a differentiable operation instead, "
+            "or wrap that part in tf.stop_gradient if it should not be differentiated.")
+
+
+def failed_again(error: Exception) -> str:
+    """TensorFlow could take the first derivative but failed on a higher one."""
+    first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+    return (f"TensorFlow failed while differentiating the cell again ({type(error).__name__}: {first[:200]}). "
+            "Some operations (tf.py_function, tf.numpy_function) can be differentiated once but not twice.")
+
+
+def missing_note(target: str, reason: str) -> str:
+    return f"{target}: a higher derivative, Jacobian or Hessian is missing: {reason}"
 
 
 def explain(spec: TapeSpec, target: str, value: Any, source: Source, cell: Cell | None,
@@ -29,20 +49,26 @@ def explain(spec: TapeSpec, target: str, value: Any, source: Source, cell: Cell 
             f"(TensorFlow: 'The dtype of the watched tensor must be floating'). "
             f"Make it a float, e.g. tf.cast({name}, tf.float32) or tf.Variable(3.0)."
         )
-    if not tf.is_tensor(value):
+    parts = _leaves(value)
+    if parts is None:
         where = _hint_lines(cell)
         return (
             f"the target {target} is a {describe_type(value)}, not a tensor: the computation left "
             f"TensorFlow{where}, so the tape has no path from {name} to it. Keep it in TensorFlow "
             "(tf.* ops instead of np.*, no .numpy() before the end)."
         )
-    if not value.dtype.is_floating and not value.dtype.is_complex:
-        return f"the target {target} has dtype {value.dtype.name}: an integer or bool result has no gradient."
+    dtypes = {tf.as_dtype(part.dtype) for part in parts}
+    bad = sorted(d.name for d in dtypes if not (d.is_floating or d.is_complex))
+    if bad:
+        return f"the target {target} has dtype {', '.join(bad)}: an integer or bool result has no gradient."
     if not watched:
         return _not_watched(spec, source)
     rebound = _rebound_line(source, cell, namespace)
     if rebound:
         return rebound
+    branch = _only_decides_a_branch(source, cell)
+    if branch:
+        return branch
     where = _hint_lines(cell)
     if where:
         return (
@@ -52,6 +78,23 @@ def explain(spec: TapeSpec, target: str, value: Any, source: Source, cell: Cell 
     return (
         f"{target} does not depend on {name}: {name} is not used to compute {target}, or only "
         "through operations without a gradient (integer casts, argmax, rounding, assignment)."
+    )
+
+
+def _leaves(value: Any) -> list[Any] | None:
+    from .derive import leaves
+
+    return leaves(value)
+
+
+def _only_decides_a_branch(source: Source, cell: Cell | None) -> str | None:
+    if cell is None or source.name not in cell.conditions:
+        return None
+    line = cell.conditions[source.name]
+    return (
+        f"{source.name} only decides a branch (line {line}: a Python condition): the tape records the operations "
+        f"of the branch taken, and {source.name} is not used in them, so the target does not depend on it "
+        "along any recorded path. A condition is not differentiable."
     )
 
 
@@ -106,8 +149,10 @@ def rebinding_notes(sources: list[Source], cell: Cell | None, namespace: dict[st
             continue
         what = "a tf.Variable" if source.is_variable else "a tensor"
         now = f"a {describe_type(current)}" if not tf.is_tensor(current) else "a Tensor"
+        advice = (f" To update a variable in place, use {source.name}.assign(...)." if source.is_variable else
+                  f" To differentiate with respect to the new value, give it another name or run another %%tape cell.")
         notes.append(
             f"line {line} rebinds {source.name} ({what}) to {now}: derivatives are with respect to "
-            f"the {source.name} the cell started with. To update a variable in place, use {source.name}.assign(...)."
+            f"the {source.name} the cell started with.{advice}"
         )
     return notes

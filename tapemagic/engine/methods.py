@@ -1,7 +1,10 @@
 """The other ways to differentiate a body: forward mode, finite differences, Hessian-vector products.
 
-Each re-runs the body (a cell on a copy of its namespace, so the user's names are
-untouched; a variable being perturbed is restored however the run ends).
+Forward mode and finite differences run the body again (:meth:`replay`: a copy of the
+namespace as it was before the cell, printed output swallowed), which the engine allows only
+when :mod:`.effects` finds that a second run changes no state; a variable being perturbed is
+restored however the run ends. The Hessian-vector product needs no second run: its
+accumulator watches the real one (see :class:`.derive.Recorder`).
 """
 from __future__ import annotations
 
@@ -12,10 +15,11 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow as tf
 
-from ._sources import Source, resolve
-from ._spec import SpecError, TapeSpec
+from .._spec import SpecError, TapeSpec
+from .._result import CheckReport
+from .sources import Source, resolve
 
-__all__ = ["extras", "CheckReport", "forward", "check", "hvp", "default_step", "MAX_FORWARD_PASSES"]
+__all__ = ["replayed", "tangents_for", "forward", "check", "default_step", "MAX_FORWARD_PASSES"]
 
 MAX_FORWARD_PASSES = 4096
 MAX_CHECKED_ELEMENTS = 256
@@ -28,24 +32,44 @@ def default_step(dtype: tf.DType) -> float:
     return float(np.finfo(dtype.as_numpy_dtype).eps ** (1 / 3)) if dtype.name != "bfloat16" else 0.2
 
 
-def extras(spec: TapeSpec, body: Any, raw: dict[str, Any], names: tuple[str, ...], namespace: dict[str, Any] | None) -> dict[str, Any]:
-    sources = [s for s in raw["sources"] if s.differentiable]
-    out: dict[str, Any] = {"passes": {"reverse": 1}}
+def tangents_for(spec: TapeSpec, body: Any, sources: list[Source], namespace: dict[str, Any] | None, vector: Any) -> list[Any] | None:
+    """The Hessian-vector product's vector, split per source; looked up before the real run."""
+    if spec.hvp is None and vector is None:
+        return None
+    if vector is None:
+        vector = _lookup_vector(spec.hvp, namespace or {})
+    return _tangents(vector, [s for s in sources if s.differentiable])
+
+
+def replayed(spec: TapeSpec, body: Any, everything: list[Source], first: dict[str, dict[str, Any]],
+             names: tuple[str, ...], effects: list[str]) -> tuple[dict[str, dict[str, Any]], list[str], dict[str, int]]:
+    """--forward and --check: both run the body again, which only happens when that leaves no trace.
+    Returns, by kind ("forward", "check") and target, the results; notes; and pass counts."""
+    sources = [s for s in everything if s.differentiable]
+    out: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
-    where = "on a copy of the namespace" if body.cell is not None else ""
+    passes: dict[str, int] = {}
+    where = "on a copy of the namespace as it was before the cell, printing nothing" if body.kind == "cell" else "with its printed output swallowed"
+    if (spec.forward or spec.check) and effects:
+        why = "; ".join(effects[:3])
+        asked = " and ".join(option for option, on in (("--forward", spec.forward), ("--check", spec.check)) if on)
+        notes.append(f"{asked} not run: each needs the cell run again, and a second run would change state ({why}). "
+                     "The derivatives shown come from the tapes of the one real run.")
+        if spec.check:
+            out["check"] = {name: {s.name: CheckReport(name, s.name, False, 0, 0, 0, 0, 0, 0,
+                                                       problem=f"not run: a second run would change state ({effects[0]})")
+                                   for s in sources} for name in names}
+        return out, notes, passes
     if spec.forward:
-        out["forward"], out["passes"]["forward"] = forward(body, raw["sources"], sources, names)
-        notes.append(f"--forward re-ran the cell {out['passes']['forward']} times {where}, one per source element".replace("  ", " "))
+        out["forward"], passes["forward"] = forward(body, everything, sources, names)
+        notes.append(f"--forward ran the cell's code {passes['forward']} more times {where}, one ForwardAccumulator pass per source element; "
+                     "the cell changes no state, so this left no trace")
     if spec.check:
-        out["check"] = check(spec, body, raw, sources, names)
+        out["check"] = check(spec, body, everything, first, sources, names)
         runs = 2 * sum(report.checked for report in next(iter(out["check"].values()), {}).values())
-        notes.append(f"--check re-ran the cell {runs} times {where}, two per checked element".replace("  ", " "))
-    if spec.hvp is not None or body.hvp_vector is not None:
-        vector = body.hvp_vector if body.hvp_vector is not None else _lookup_vector(spec.hvp, namespace or {})
-        out["hvp"] = hvp(body, raw["sources"], sources, names, vector)
-        notes.append(f"--hvp re-ran the cell once {where} under a ForwardAccumulator (forward-over-reverse)".replace("  ", " "))
-    out["method_notes"] = notes
-    return out
+        notes.append(f"--check ran the cell's code {runs} more times {where}, two per checked element; "
+                     "the cell changes no state, so this left no trace")
+    return out, notes, passes
 
 
 def forward(body: Any, everything: list[Source], sources: list[Source], names: tuple[str, ...]) -> tuple[dict[str, Any], int]:
@@ -77,44 +101,8 @@ def forward(body: Any, everything: list[Source], sources: list[Source], names: t
     return results, passes
 
 
-@dataclasses.dataclass(frozen=True)
-class CheckReport:
-    """How the tape's gradient compares with central finite differences for one source."""
-
-    target: str
-    source: str
-    ok: bool
-    max_abs: float
-    max_rel: float
-    step: float
-    tolerance: float
-    checked: int
-    elements: int
-    worst: tuple[int, ...] = ()
-    tape_value: float = 0.0
-    difference_value: float = 0.0
-    problem: str | None = None
-
-    def __str__(self) -> str:
-        from .render.numbers import scalar
-
-        label = f"∂{self.target}/∂{self.source}"
-        if self.problem:
-            return f"check {label}: not checked ({self.problem})"
-        sampled = "" if self.checked == self.elements else f", {self.checked} of {self.elements} elements sampled"
-        errors = f"max abs error {scalar(self.max_abs, 2)}, max rel error {scalar(self.max_rel, 2)}"
-        how = f"central differences, step {scalar(self.step, 2)}, 2 runs per element{sampled}"
-        if self.ok:
-            return f"check {label}: ok, {errors} ({how})"
-        return (f"check {label}: MISMATCH, {errors} at element {self.worst}: the tape says "
-                f"{scalar(self.tape_value, 6)}, finite differences say {scalar(self.difference_value, 6)} ({how}; "
-                f"tolerance {scalar(self.tolerance, 2)})")
-
-    def __contains__(self, word: str) -> bool:  # so tests and users can write "ok" in report
-        return word in str(self)
-
-
-def check(spec: TapeSpec, body: Any, raw: dict[str, Any], sources: list[Source], names: tuple[str, ...]) -> dict[str, dict[str, CheckReport]]:
+def check(spec: TapeSpec, body: Any, everything: list[Source], first: dict[str, dict[str, Any]], sources: list[Source],
+          names: tuple[str, ...]) -> dict[str, dict[str, CheckReport]]:
     reports: dict[str, dict[str, CheckReport]] = {name: {} for name in names}
     for source in sources:
         step = spec.eps or default_step(source.value.dtype)
@@ -124,9 +112,9 @@ def check(spec: TapeSpec, body: Any, raw: dict[str, Any], sources: list[Source],
                 reports[name][source.name] = CheckReport(name, source.name, False, 0, 0, step, tolerance, 0, 0,
                                                          problem=f"{source.name} is a tensor inside another object")
             continue
-        differences = _differences(body, raw["sources"], source, names, step)
+        differences = _differences(body, everything, source, names, step)
         for name in names:
-            gradient = raw["derivatives"][name][1].get(source.name)
+            gradient = first[name].get(source.name)
             reports[name][source.name] = _compare(name, source, gradient, differences[name], step, tolerance)
     return reports
 
@@ -193,21 +181,6 @@ def _compare(name: str, source: Source, gradient: Any, differences: dict[int, fl
     position = tuple(int(i) for i in np.unravel_index(worst[2], source.value.shape.as_list())) if size else ()
     return CheckReport(name, source.name, max_rel <= tolerance, max_abs, max_rel, step, tolerance,
                        len(differences), size, position, float(worst[3]), float(worst[4]))
-
-
-def hvp(body: Any, everything: list[Source], sources: list[Source], names: tuple[str, ...], vector: Any) -> dict[str, dict[str, Any]]:
-    """Hessian-vector products by forward-over-reverse: a ForwardAccumulator around a tape."""
-    tangents = _tangents(vector, sources)
-    primals = [s.value for s in sources]
-    with tf.autodiff.ForwardAccumulator(primals, tangents) as accumulator:
-        with tf.GradientTape(persistent=True, watch_accessed_variables=False) as tape:
-            for primal in primals:
-                tape.watch(primal)
-            values = body.replay(everything)
-        gradients = {name: tape.gradient(values[name], primals, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                     for name in names if tf.is_tensor(values[name])}
-    return {name: {s.name: accumulator.jvp(g, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                   for s, g in zip(sources, grads)} for name, grads in gradients.items()}
 
 
 def _tangents(vector: Any, sources: list[Source]) -> list[Any]:

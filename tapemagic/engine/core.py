@@ -1,0 +1,193 @@
+"""The engine: run a body once, for real, and collect every derivative asked for.
+
+Knows nothing of IPython or of the renderers: the magic and the Python API hand it a body
+(a cell or a function, :mod:`.body`), a :class:`TapeSpec` and the sources, and get a
+:class:`TapeResult`. The rule it keeps: the body runs once, as written. Every derivative
+comes from the tapes of that run, unless a second run provably leaves no trace
+(:mod:`.effects`); then a compiled trace may answer faster (:mod:`.trace`), and forward mode
+and --check may run it again (:mod:`.methods`). The notes say which path ran and why.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Iterator
+
+import tensorflow as tf
+
+from .._result import SourceInfo, TapeResult, TargetResult, WatchedInfo
+from .._spec import SpecError, TapeSpec
+from . import effects as effects_, methods, why
+from .derive import Derivatives, Recorder
+from .sources import Source, as_variable
+from .trace import TraceCache, wanted
+
+__all__ = ["Engine", "needs_replays"]
+
+
+def needs_replays(spec: TapeSpec) -> list[str]:
+    """The options that only work by running the code again."""
+    return [option for option, on in (("--forward", spec.forward), ("--check", spec.check), ("--explore", spec.explore)) if on]
+
+
+@contextlib.contextmanager
+def _tensorflow_warnings(notes: list[str]) -> Iterator[None]:
+    """Turn TensorFlow's Python warnings into notes on the result instead of stderr."""
+    logger = logging.getLogger("tensorflow")
+
+    def keep(record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            message = record.getMessage().strip()
+            if message and message not in notes:
+                notes.append(f"TensorFlow said: {message}")
+            return False
+        return True
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
+class Engine:
+    """Differentiates bodies; one per shell (the magic) or a shared default (the Python API)."""
+
+    def __init__(self) -> None:
+        self.traces = TraceCache()
+
+    def run(self, spec: TapeSpec, body: Any, sources: list[Source], namespace: dict[str, Any] | None = None,
+            hvp_vector: Any = None) -> TapeResult:
+        """Differentiate ``body`` as ``spec`` asks and build the result.
+
+        Options that need a second run (--forward, --check, --explore) are refused with a
+        SpecError before anything runs when the code shows that a second run would change
+        state; when only the run itself shows it (TensorFlow assigned a variable, drew a
+        random number), they are skipped and the notes say why. On any exception the
+        conversions of sources are undone and every tape is closed, then it propagates.
+        """
+        body.check_targets()
+        names = body.target_names()
+        notes: list[str] = [source.note for source in sources if source.note]
+        replays = needs_replays(spec)
+        tracing = wanted(spec, sources)
+        static = body.effects() if (replays or tracing) else []
+        if static and replays:
+            raise SpecError(
+                f"{' and '.join(replays)} would run the cell again, and a second run would change state: "
+                f"{'; '.join(static[:3])}. Run it without {' and '.join(replays)}, or move what changes state "
+                "into another cell (the derivatives themselves need only the one run)."
+            )
+        tangents = methods.tangents_for(spec, body, sources, namespace, hvp_vector)
+        log = effects_.OpLog()
+        succeeded = False
+        try:
+            with _tensorflow_warnings(notes), Recorder(spec, sources, tangents) as recorder:
+                with log.active():
+                    recorder.run(lambda: body.run(sources))
+                recorder.first_order(_namer(namespace))
+                seen = static + log.effects
+                derived = None
+                if tracing and seen:
+                    notes.append(f"eager tapes: not traced, because tracing runs the cell's code again and a second run "
+                                 f"could change state ({'; '.join(seen[:3])}); the derivatives come from the tapes of "
+                                 "the one real run")
+                elif tracing:
+                    with recorder.paused():
+                        derived = self.traces.derive(spec, body, recorder.sources, recorder, notes)
+                path = "eager" if derived is None else "traced"
+                if derived is None:
+                    derived = recorder.rest()
+                extra, method_notes, passes = methods.replayed(spec, body, recorder.sources, recorder.first, names, seen)
+            notes.extend(method_notes)
+            if spec.explore and seen:
+                notes.append(f"--explore has no sliders: each slider move runs the cell again, and a second run "
+                             f"would change state ({'; '.join(seen[:3])})")
+            if recorder.hvp is not None:
+                notes.append("--hvp: reverse-over-reverse, the gradient of ∇f·v taken from the tapes of the one real run")
+            result = self._result(spec, body, names, recorder, derived, extra, notes, namespace, path, passes, seen)
+            succeeded = True
+        finally:
+            _undo_conversions(sources, succeeded)
+        return result
+
+    def _result(self, spec: TapeSpec, body: Any, names: tuple[str, ...], recorder: Recorder,
+                derived: dict[str, Derivatives], extra: dict[str, dict[str, Any]], notes: list[str],
+                namespace: dict[str, Any] | None, path: str, passes: dict[str, int], seen: list[str]) -> TapeResult:
+        sources = recorder.sources
+        watched_ids = {id(variable) for variable in recorder.watched}
+        cell = getattr(body, "cell", None)
+        targets = []
+        for name in names:
+            record = derived[name]
+            first = record.orders.get(1, {})
+            reasons = {}
+            for source in sources:
+                if first.get(source.name) is not None:
+                    continue
+                if source.name in record.missing:
+                    reasons[source.name] = record.missing[source.name]
+                else:
+                    reasons[source.name] = why.explain(
+                        spec, name, record.value, source, cell, namespace,
+                        watched=(spec.watch_sources or id(source.value) in watched_ids
+                                 or id(source.value) in recorder.manual),
+                    )
+            for source_name, reason in record.missing.items():
+                if source_name == "*" or first.get(source_name) is not None:
+                    notes.append(why.missing_note(name, reason))
+            targets.append(TargetResult(
+                name=name, value=record.value, derivatives=record.orders, jacobian=record.jacobian,
+                hessian=record.hessian, reasons=reasons,
+                forward=extra.get("forward", {}).get(name), check=extra.get("check", {}).get(name),
+                hvp=(recorder.hvp or {}).get(name) if recorder.hvp is not None else None,
+            ))
+        notes.extend(why.rebinding_notes(sources, cell, namespace))
+        naming = _namer(namespace)
+        return TapeResult(
+            spec=spec,
+            targets=tuple(targets),
+            sources=tuple(SourceInfo.of(source) for source in sources),
+            watched=tuple(WatchedInfo.of(variable, naming(variable, sources)) for variable in recorder.watched),
+            notes=tuple(dict.fromkeys(notes)),
+            tape=recorder.stack.tapes[0] if spec.persistent else None,
+            path=path,
+            passes={"reverse": 1, **passes},
+            replay_effects=tuple(seen),
+        )
+
+
+def _namer(namespace: dict[str, Any] | None) -> Any:
+    """Names for variables: the user's name in the namespace, a Keras variable's path, or TensorFlow's name."""
+    names: dict[int, str] = {}
+    for name, value in (namespace or {}).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, tf.Variable):
+            names.setdefault(id(value), name)
+        elif as_variable(value) is not None:
+            names.setdefault(id(as_variable(value)), name)
+        elif type(value).__module__.startswith("keras") and hasattr(value, "variables"):
+            try:
+                for variable in value.variables:
+                    inner = as_variable(variable)
+                    if inner is not None:
+                        names.setdefault(id(inner), f"{name}:{variable.path}")
+            except Exception:  # a model that is not built yet, or raises on inspection
+                continue
+
+    def naming(variable: Any, sources: list[Source] = ()) -> str:
+        for source in sources:
+            if source.value is variable:
+                return source.name
+        return names.get(id(variable), variable.name.split(":")[0])
+
+    return naming
+
+
+def _undo_conversions(sources: list[Source], succeeded: bool) -> None:
+    """Python numbers and arrays named as sources ran as tf.constants; afterwards the user's value
+    is back (unless the cell itself bound the name to something else)."""
+    for source in sources:
+        if source.undo is not None:
+            source.undo()
