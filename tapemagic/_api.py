@@ -54,8 +54,6 @@ def run_code(engine: Engine, spec: TapeSpec, code: str, namespace: dict[str, Any
     result = engine.run(spec, body, sources, namespace)
     if spec.explore and not result.replay_effects:
         result = dataclasses.replace(result, rerun=_rerun(engine, spec, cell.source, body.before(), result))
-    if spec.out:
-        namespace[spec.out] = result
     return result
 
 
@@ -130,7 +128,11 @@ def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, A
         if any(not isinstance(name, str) for name in names):
             raise SpecError("with code, sources are names in the namespace: tape('y = x**2', ['x'], namespace=ns)")
         spec = TapeSpec(sources=names, hvp=hvp, out=out, **common)
-        return run_code(engine, spec, body, {} if namespace is None else namespace).with_display(display=display)
+        namespace = {} if namespace is None else namespace
+        result = run_code(engine, spec, body, namespace).with_display(display=display)
+        if out:
+            namespace[out] = result
+        return result
     if not callable(body):
         raise SpecError(f"tape() takes code (a string) or a callable, not a {type(body).__name__}")
     if explore or out:

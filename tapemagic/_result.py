@@ -93,6 +93,7 @@ class TargetResult:
     forward: Mapping[str, Any] | None = None
     check: Mapping[str, Any] | None = None
     hvp: Mapping[str, Any] | None = None
+    unavailable: Mapping[str, str] = dataclasses.field(default_factory=dict)  # "jacobian"/"hessian" -> why None
 
     @property
     def gradients(self) -> Mapping[str, Any]:

@@ -85,7 +85,8 @@ class Engine:
             with _tensorflow_warnings(notes), Recorder(spec, sources, tangents) as recorder:
                 with log.active():
                     recorder.run(lambda: body.run(sources))
-                recorder.first_order(_namer(namespace))
+                naming = _namer(namespace)
+                recorder.first_order(naming, naming.frozen)
                 seen = static + log.effects
                 derived = None
                 if tracing and seen:
@@ -136,14 +137,17 @@ class Engine:
             for source_name, reason in record.missing.items():
                 if source_name == "*" or first.get(source_name) is not None:
                     notes.append(why.missing_note(name, reason))
+            unavailable = why.unavailable(spec, record, reasons)
             targets.append(TargetResult(
                 name=name, value=record.value, derivatives=record.orders, jacobian=record.jacobian,
                 hessian=record.hessian, reasons=reasons,
                 forward=extra.get("forward", {}).get(name), check=extra.get("check", {}).get(name),
                 hvp=(recorder.hvp or {}).get(name) if recorder.hvp is not None else None,
+                unavailable=unavailable,
             ))
         notes.extend(why.rebinding_notes(sources, cell, namespace))
         naming = _namer(namespace)
+        notes.extend(why.frozen_notes(sources, naming.frozen))
         return TapeResult(
             spec=spec,
             targets=tuple(targets),
@@ -157,32 +161,47 @@ class Engine:
         )
 
 
-def _namer(namespace: dict[str, Any] | None) -> Any:
-    """Names for variables: the user's name in the namespace, a Keras variable's path, or TensorFlow's name."""
-    names: dict[int, str] = {}
-    for name, value in (namespace or {}).items():
-        if name.startswith("_"):
-            continue
-        if isinstance(value, tf.Variable):
-            names.setdefault(id(value), name)
-        elif as_variable(value) is not None:
-            names.setdefault(id(as_variable(value)), name)
-        elif type(value).__module__.startswith("keras") and hasattr(value, "variables"):
-            try:
-                for variable in value.variables:
-                    inner = as_variable(variable)
-                    if inner is not None:
-                        names.setdefault(id(inner), f"{name}:{variable.path}")
-            except Exception:  # a model that is not built yet, or raises on inspection
-                continue
+class _VariableNames:
+    """Names for variables: the user's name in the namespace (``x``, ``layer.kernel``), a Keras
+    variable's path, or TensorFlow's own name; and which variables Keras has frozen."""
 
-    def naming(variable: Any, sources: list[Source] = ()) -> str:
+    def __init__(self, namespace: dict[str, Any] | None) -> None:
+        self.names: dict[int, str] = {}
+        self.frozen: set[int] = set()
+        for name, value in (namespace or {}).items():
+            if name.startswith("_"):
+                continue
+            if isinstance(value, tf.Variable):
+                self.names.setdefault(id(value), name)
+            elif as_variable(value) is not None:
+                self.names.setdefault(id(as_variable(value)), name)
+            elif type(value).__module__.startswith("keras") and hasattr(value, "variables"):
+                self._keras(name, value)
+
+    def _keras(self, name: str, owner: Any) -> None:
+        try:
+            variables = list(owner.variables)
+        except Exception:  # a model that is not built yet, or raises on inspection
+            return
+        for variable in variables:
+            inner = as_variable(variable)
+            if inner is None:
+                continue
+            leaf = str(getattr(variable, "path", variable.name)).rsplit("/", 1)[-1]
+            direct = getattr(owner, leaf, None) is variable if leaf.isidentifier() else False
+            self.names.setdefault(id(inner), f"{name}.{leaf}" if direct else str(getattr(variable, "path", variable.name)))
+            if not getattr(variable, "trainable", True):
+                self.frozen.add(id(inner))
+
+    def __call__(self, variable: Any, sources: Any = ()) -> str:
         for source in sources:
             if source.value is variable:
                 return source.name
-        return names.get(id(variable), variable.name.split(":")[0])
+        return self.names.get(id(variable), variable.name.split(":")[0])
 
-    return naming
+
+def _namer(namespace: dict[str, Any] | None) -> _VariableNames:
+    return _VariableNames(namespace)
 
 
 def _undo_conversions(sources: list[Source], succeeded: bool) -> None:

@@ -154,15 +154,17 @@ class Recorder:
             _WATCHED.reset(manual)
         return self.values
 
-    def first_order(self, name_variable: Callable[[Any], str] | None = None) -> None:
+    def first_order(self, name_variable: Callable[[Any], str] | None = None, frozen: set[int] = frozenset()) -> None:
         """Gradients from the innermost tape, and the Hessian-vector product from the next one out.
         (Forward-over-reverse would need a ForwardAccumulator open during the run, and under one
         the outer tapes record nothing of the gradient: higher orders and Hessians came out zero.)"""
         inner = self.stack.stop(0)
         self.watched = list(inner.watched_variables())
         if not self.sources and name_variable is not None:
-            # No source named: the trainable variables the cell read, in the order it read them.
-            self.sources[:] = [Source(name_variable(variable), variable) for variable in self.watched if variable.trainable]
+            # No source named: the trainable variables the cell read, in the order it read them
+            # (not those of a Keras layer with trainable=False: the tf.Variable inside does not know).
+            self.sources[:] = [Source(name_variable(variable), variable) for variable in self.watched
+                               if variable.trainable and id(variable) not in frozen]
         sources = self.float_sources
         for name, value in self.values.items():
             self.missing[name] = {}
@@ -202,7 +204,9 @@ class Recorder:
                 missing = self.missing[name]
                 if k < spec.order:
                     orders[name][k + 1] = _next_order(outer, orders[name][k], sources, missing)
-                if k == 1 and spec.hessian and missing:
+                if k == 1 and spec.hessian and not is_differentiable_target(self.values[name]):
+                    hessians[name] = None  # no derivative of a non-tensor (or integer) target, not zeros
+                elif k == 1 and spec.hessian and missing:
                     hessians[name] = None  # a missing first derivative is unknown, not zero
                     missing.setdefault("*", next(iter(missing.values())))
                 elif k == 1 and spec.hessian:

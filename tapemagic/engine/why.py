@@ -15,7 +15,7 @@ from .._spec import TapeSpec
 from .cell import Cell
 from .sources import Source, describe_type
 
-__all__ = ["explain", "rebinding_notes", "no_gradient", "failed_again", "missing_note"]
+__all__ = ["explain", "rebinding_notes", "frozen_notes", "unavailable", "no_gradient", "failed_again", "missing_note"]
 
 
 def no_gradient(error: LookupError) -> str:
@@ -156,3 +156,24 @@ def rebinding_notes(sources: list[Source], cell: Cell | None, namespace: dict[st
             f"the {source.name} the cell started with.{advice}"
         )
     return notes
+
+
+def frozen_notes(sources: list[Source], frozen: set[int]) -> list[str]:
+    """A named source that Keras has frozen is differentiated (as a plain tape does); say what it means."""
+    return [f"{source.name} belongs to a Keras layer with trainable=False: the tape differentiates it as a plain "
+            "tf.GradientTape does, but model.trainable_variables leaves it out, so an optimizer would not update it."
+            for source in sources if id(source.value) in frozen]
+
+
+def unavailable(spec: TapeSpec, record: Any, reasons: dict[str, str]) -> dict[str, str]:
+    """Why an asked-for Jacobian or Hessian is None (or has a None block), in words."""
+    out = {}
+    because = record.missing.get("*") or next(iter(record.missing.values()), None)
+    if because is None and reasons:
+        source, reason = next(iter(reasons.items()))
+        because = f"the first derivative with respect to {source} is None: {reason}"
+    for kind, asked, value in (("jacobian", spec.jacobian, record.jacobian), ("hessian", spec.hessian, record.hessian)):
+        missing = value is None or (kind == "jacobian" and any(block is None for block in value.values()))
+        if asked and missing:
+            out[kind] = because or "TensorFlow returned no derivative"
+    return out

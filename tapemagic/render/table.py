@@ -97,19 +97,22 @@ def column_titles(result: Any, target: Any) -> list[str]:
 def matrices(result: Any, target: Any) -> list[Section]:
     """The Jacobian blocks and the Hessian of a target, as text lines."""
     sections = []
+    unavailable = getattr(target, "unavailable", {}) or {}
     if target.jacobian is not None:
         for name, block in target.jacobian.items():
             title = f"Jacobian ∂{target.name}/∂{name}"
-            sections.append(_matrix(title, block, result))
-    if target.hessian is not None:
-        names = ", ".join(s.name for s in result.sources)
-        sections.append(_matrix(f"Hessian of {target.name} over ({names})", target.hessian, result))
+            sections.append(_matrix(title, block, result, unavailable.get("jacobian")))
+    elif result.spec.jacobian and "jacobian" in unavailable:
+        sections.append(_matrix(f"Jacobian of {target.name}", None, result, unavailable["jacobian"]))
+    names = ", ".join(s.name for s in result.sources)
+    if target.hessian is not None or (result.spec.hessian and "hessian" in unavailable):
+        sections.append(_matrix(f"Hessian of {target.name} over ({names})", target.hessian, result, unavailable.get("hessian")))
     return sections
 
 
-def _matrix(title: str, value: Any, result: Any) -> Section:
+def _matrix(title: str, value: Any, result: Any, reason: str | None = None) -> Section:
     if value is None:
-        return Section(title, ("None: not computed (see the notes)",), None)
+        return Section(title, (f"None: {reason or 'not computed'}",), None)
     data = numbers.as_array(value)
     full_title = f"{title}, shape {numbers.shape(data.shape)}"
     if data.size > MATRIX_LIMIT or data.ndim > 2:
