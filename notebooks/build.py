@@ -10,6 +10,7 @@ logs, timings) and is followed by a cell that asserts what matters.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -231,6 +232,18 @@ def notebook(cells: list[tuple]) -> nbformat.NotebookNode:
     return nb
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def plain(nb: nbformat.NotebookNode) -> None:
+    """Tracebacks as plain text: IPython colours them with terminal escapes, which no notebook
+    viewer needs and which are control characters in a committed file."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.output_type == "error":
+                output.traceback = [_ANSI.sub("", line) for line in output.traceback]
+
+
 def build(name: str, cells: list[tuple]) -> None:
     nb = notebook(cells)
     NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(HERE)}},
@@ -240,6 +253,7 @@ def build(name: str, cells: list[tuple]) -> None:
             errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
             if errors:
                 raise RuntimeError(f"{name}: cell {cell.id} failed: {errors[0].ename}: {errors[0].evalue}")
+    plain(nb)
     nbformat.write(nb, HERE / f"{name}.ipynb")
     print(f"wrote {name}.ipynb")
 

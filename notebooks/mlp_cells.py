@@ -46,7 +46,7 @@ MLP = [
              "        self.times.append(time.perf_counter() - self.started)\n\n"
              "model.compile(optimizer='adam', loss=loss_fn, metrics=['accuracy'])"),
     ("code", "# NBVAL_IGNORE_OUTPUT\n# training logs vary from run to run\ntimer = EpochTimer()\nstarted = time.perf_counter()\n"
-             "history = model.fit(x_train, y_train, epochs=5, validation_data=(x_test, y_test), callbacks=[timer])\n"
+             "history = model.fit(x_train, y_train, epochs=5, validation_data=(x_test, y_test), callbacks=[timer], verbose=2)\n"
              "document_seconds = time.perf_counter() - started\ntest_loss, test_acc = model.evaluate(x_test, y_test, verbose=2)"),
     ("md", "The document reports about 0.978 after 5 epochs; the run above is checked to be at least 0.97:"),
     ("code", "assert test_acc >= 0.97, test_acc\nprint('test accuracy after 5 epochs >= 0.97:', test_acc >= 0.97)"),
@@ -77,7 +77,7 @@ MLP = [
              "fast.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=loss_fn, metrics=['accuracy'],\n"
              "             jit_compile=on_gpu, steps_per_execution=64)"),
     ("code", "# NBVAL_IGNORE_OUTPUT\n# training logs and timings vary from run to run\nfast_timer = EpochTimer()\nstarted = time.perf_counter()\n"
-             "fast_history = fast.fit(train, epochs=epochs, callbacks=[fast_timer], shuffle=False)  # the pipeline shuffles\nfast_seconds = time.perf_counter() - started\n"
+             "fast_history = fast.fit(train, epochs=epochs, callbacks=[fast_timer], shuffle=False, verbose=2)  # the pipeline shuffles\nfast_seconds = time.perf_counter() - started\n"
              "fast_acc = fast.evaluate(x_test.astype('float32'), y_test, verbose=0)[1]\n"
              "tf.keras.mixed_precision.set_global_policy('float32')\n\n"
              "def per_epoch(times):\n    return float(np.median(times[1:]))\n\n"
@@ -103,7 +103,7 @@ MLP = [
              "mirrored_data = (tf.data.Dataset.from_tensor_slices((x_train.astype('float32'), y_train)).cache()\n"
              "                 .shuffle(60_000, seed=0).batch(global_batch).prefetch(tf.data.AUTOTUNE))"),
     ("code", "assert strategy.num_replicas_in_sync >= 1\nprint('one replica per device; the global batch is', global_batch // strategy.num_replicas_in_sync, 'per replica')"),
-    ("code", "# NBVAL_IGNORE_OUTPUT\n# training logs vary from run to run\nmirrored.fit(mirrored_data, epochs=1, shuffle=False)  # the pipeline shuffles\n"
+    ("code", "# NBVAL_IGNORE_OUTPUT\n# training logs vary from run to run\nmirrored.fit(mirrored_data, epochs=1, shuffle=False, verbose=2)  # the pipeline shuffles\n"
              "mirrored_acc = mirrored.evaluate(x_test, y_test, verbose=0)[1]"),
     ("code", "assert mirrored_acc >= 0.9, mirrored_acc\nprint('one mirrored epoch >= 0.9:', mirrored_acc >= 0.9)"),
     ("md", "Several machines use `MultiWorkerMirroredStrategy`. Each machine runs the same script with a "

@@ -172,6 +172,7 @@ def test_a_rebound_tensor_is_not_told_to_use_assign(shell):
 # -- 6. -o over a source --------------------------------------------------------------------------------
 def test_out_name_that_is_a_source_or_the_target_is_refused(shell):
     shell.run_cell("x = tf.Variable(3.0)")
+    shell.user_ns.pop("y", None)
     with pytest.raises(UsageError, match="over the source x"):
         run(shell, "x -o x", "y = x ** 2")
     with pytest.raises(UsageError, match="over the target y"):

@@ -79,6 +79,11 @@ class Engine:
                 "into another cell (the derivatives themselves need only the one run)."
             )
         tangents = methods.tangents_for(spec, body, sources, namespace, hvp_vector)
+        if (body.kind == "function" and tracing and not static and tangents is None and not replays and sources
+                and not effects_.prints(body.function)):
+            traced = self._function_traced(spec, body, sources, notes)
+            if traced is not None:
+                return traced
         log = effects_.OpLog()
         succeeded = False
         try:
@@ -111,6 +116,18 @@ class Engine:
         finally:
             _undo_conversions(sources, succeeded)
         return result
+
+    def _function_traced(self, spec: TapeSpec, body: Any, sources: list[Source], notes: list[str]) -> TapeResult | None:
+        """A function that provably changes nothing runs once, as its traced graph."""
+        with _tensorflow_warnings(notes):
+            derived = self.traces.function_run(spec, body, sources, notes)
+        if derived is None:
+            return None
+        variables = [s.value for s in sources if s.is_variable]
+        recorder = Recorder(spec, sources)
+        recorder.values = {name: d.value for name, d in derived.items()}
+        recorder.watched = variables
+        return self._result(spec, body, body.target_names(), recorder, derived, {}, notes, None, "traced", {}, [])
 
     def _result(self, spec: TapeSpec, body: Any, names: tuple[str, ...], recorder: Recorder,
                 derived: dict[str, Derivatives], extra: dict[str, dict[str, Any]], notes: list[str],

@@ -220,3 +220,46 @@ def _function_effects_tf(name: str, depth: int) -> tuple[str, ...]:
                             found.append(words)
     _FUNCTION_VERDICTS[name] = tuple(found)
     return _FUNCTION_VERDICTS[name]
+
+
+def graph_effects(graph_def: Any) -> list[str]:
+    """The state-changing ops in a traced graph and the functions in its library (nothing runs)."""
+    from tensorflow.python.framework import op_def_registry
+
+    found: list[str] = []
+    library = {function.signature.name for function in graph_def.library.function}
+    nodes = list(graph_def.node) + [node for function in graph_def.library.function for node in function.node_def]
+    for node in nodes:
+        if node.op in library:
+            continue  # a call of a function whose own nodes are scanned here too
+        op_def = op_def_registry.get(node.op)
+        if op_def is None:
+            words = f"the trace calls {node.op}, which tapemagic cannot inspect"
+        elif not op_def.is_stateful or node.op in _READS:
+            continue
+        else:
+            words = f"the trace holds {node.op}, which {_WHAT.get(node.op, 'changes state')}"
+        if words not in found:
+            found.append(words)
+    return found
+
+
+def prints(function: Any) -> bool:
+    """Whether a plain Python function (or one it calls by global name) prints: its traced graph
+    would print only while being traced, so such a function runs eagerly."""
+    seen: set[int] = set()
+
+    def walk(target: Any, depth: int) -> bool:
+        target = getattr(target, "python_function", target)
+        if not isinstance(target, types.FunctionType) or id(target) in seen or depth > MAX_DEPTH:
+            return False
+        seen.add(id(target))
+        for code in _codes(target.__code__):
+            if "print" in code.co_names:
+                return True
+            for name in code.co_names:
+                if walk(target.__globals__.get(name), depth + 1):
+                    return True
+        return False
+
+    return walk(function, 0)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from . import seeds
+from . import effects, seeds
 from .derive import Derivatives, Recorder, leaves
 from .sources import Source, as_variable
 
@@ -103,13 +103,54 @@ class TraceCache:
             jacobian=out["jacobians"].get(name), hessian=out["hessians"].get(name), missing={},
         ) for name in recorder.values}
 
+    def function_run(self, spec: Any, body: Any, sources: list[Source], notes: list[str]) -> dict[str, Derivatives] | None:
+        """For a function whose code shows no effect: its one run is the traced graph itself (value,
+        gradients and the rest), made only if the graph holds no state-changing op. None: run eagerly."""
+        keep: list[Any] = []
+        key = _key(spec, body, sources, keep)
+        arguments = [s.value for s in sources if not s.is_variable]
+        self.last_trace_seconds = None
+        entry = self._entries.get(key) if key is not None else None
+        try:
+            if entry is None:
+                started = time.perf_counter()
+                function = _traced(spec, body, sources)
+                graph = function.get_concrete_function(*arguments)
+                found = effects.graph_effects(graph.graph.as_graph_def())
+                if found:
+                    notes.append(f"eager tapes: the traced function would change state ({'; '.join(found[:3])}), so "
+                                 "it was not run; the function ran once, eagerly")
+                    return None
+                entry, out = self._compile(graph, arguments, notes)
+                entry.trace_seconds = time.perf_counter() - started
+                entry.keep = keep
+                self.last_trace_seconds = entry.trace_seconds
+                if key is not None:
+                    self._store(key, entry)
+            else:
+                self._entries.move_to_end(key)
+                out = entry.function(*arguments)
+        except Exception as error:  # noqa: BLE001 - the eager run that follows shows a user's own error
+            notes.append(f"eager tapes: tracing the function failed ({_first_line(error)})")
+            return None
+        compiled = " compiled by XLA" if entry.xla else ""
+        notes.append(f"traced: the function ran once, as its cached tf.function{compiled}" if self.last_trace_seconds is None
+                     else f"traced: the function ran once, as a tf.function{compiled} traced on this call (its code "
+                          "changes nothing, and the graph holds no state-changing op)")
+        return {name: Derivatives(
+            value=out["values"][name], orders=dict(out["derivatives"][name]),
+            jacobian=out["jacobians"].get(name), hessian=out["hessians"].get(name), missing={},
+        ) for name in out["values"]}
+
     def _first_call(self, spec: Any, body: Any, sources: list[Source], arguments: list[Any],
                     notes: list[str]) -> tuple[_Entry, Any]:
         """Trace once, then compile the traced graph with XLA; if XLA cannot compile the cell's
         ops, keep the graph as traced. The key pins shapes and dtypes, so the concrete functions
         are called directly, skipping tf.function's per-call argument binding and cache lookup."""
-        function = _traced(spec, body, sources)
-        graph = function.get_concrete_function(*arguments)
+        graph = _traced(spec, body, sources).get_concrete_function(*arguments)
+        return self._compile(graph, arguments, notes)
+
+    def _compile(self, graph: Any, arguments: list[Any], notes: list[str]) -> tuple[_Entry, Any]:
         entry = _Entry(function=graph, keep=[])
         try:
             # XLA fuses the many small ops that pfor makes of a Jacobian: measured here (before
