@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ._result import TapeResult
 from ._spec import SpecError, TapeSpec
 from .engine import Engine
-from .engine.body import CellBody, FunctionBody
+from .engine.body import CellBody, FunctionBody, quiet_replay
 from .engine.cell import compile_cell
 from .engine.sources import from_values, resolve
 
@@ -30,10 +30,13 @@ def default_engine() -> Engine:
     return _DEFAULT
 
 
-def check_out_name(spec: TapeSpec, names: tuple[str, ...]) -> None:
-    """``-o NAME`` must not write the result over a source or a target of the cell."""
+def check_out_name(spec: TapeSpec, names: tuple[str, ...], namespace: dict[str, Any]) -> None:
+    """``-o NAME`` must not write the result over a source, a target of the cell, or a module."""
     if spec.out is None:
         return
+    if isinstance(namespace.get(spec.out), types.ModuleType):
+        raise SpecError(f"-o {spec.out} would write the result over the module {spec.out}: store it under another "
+                        "name, e.g. -o r")
     heads = {source.split(".")[0] for source in spec.sources}
     if spec.out in heads:
         raise SpecError(f"-o {spec.out} would write the result over the source {spec.out}: store it under another "
@@ -48,8 +51,7 @@ def run_code(engine: Engine, spec: TapeSpec, code: str, namespace: dict[str, Any
     cell = compile_cell(code, prefix=prefix)
     body = CellBody(cell, namespace, spec.targets)
     names = body.target_names()  # a cell with no target is rejected before anything runs
-    check_out_name(spec, names)
-    body.check_targets()
+    check_out_name(spec, names, namespace)
     sources = resolve(spec.sources, namespace)
     result = engine.run(spec, body, sources, namespace)
     if spec.explore and not result.replay_effects:
@@ -66,16 +68,13 @@ def _rerun(engine: Engine, spec: TapeSpec, code: str, before: dict[str, Any], re
     cell = compile_cell(code, prefix="tape-explore")
 
     def rerun(values: dict[str, float]) -> TapeResult:
-        import contextlib
-        import io
-
         import tensorflow as tf
 
         copy = dict(before)
         for name, value in values.items():
             copy[name] = tf.constant(value, dtype=dtypes[name])
         body = CellBody(cell, copy, quiet.targets)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        with quiet_replay():
             return engine.run(quiet, body, resolve(quiet.sources, copy), copy)
 
     return rerun

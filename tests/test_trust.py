@@ -203,3 +203,99 @@ def test_the_api_has_explore_ranges_and_out():
     r = tapemagic.tape("y = x ** 3", ["x"], namespace=namespace, explore=True, ranges=[("x", -2.0, 2.0)], out="res")
     assert namespace["res"] is r and r.rerun is not None and float(r.rerun({"x": 2.0}).gradients["x"]) == 12.0
     assert r.spec.ranges == (("x", -2.0, 2.0),)
+
+
+# -- found by a hostile review: effects the first analysis missed, stale keys ---------------------------
+MODULE = '''history = []
+scale = 1.0
+def loss(x):
+    history.append(1)
+    return x ** 2
+def branchy(x, v):
+    if float(x) > 2.0:
+        v.assign_add(1.0)
+    return x ** 2
+'''
+EFFECTS = {
+    # name: (setup, options, cell, probe: an expression whose value one plain run fixes)
+    "list += in place": ("lst = [1.0]", "--check", "lst += [1.0]\ny = x ** 2 * len(lst)", "len(lst)"),
+    "array += in place": ("arr = np.zeros(3)", "--forward", "arr += 1\ny = x ** 2", "arr.tolist()"),
+    "helper in a user module": ("", "--check", "y = usermod.loss(x)", "len(usermod.history)"),
+    "branch in a user module": ("v = tf.Variable(0.0)", "--check", "y = usermod.branchy(x, v)", "float(v)"),
+    "numpy Generator": ("rng = np.random.default_rng(0)", "--check", "y = x ** 2 + rng.normal()", "rng.normal()"),
+    "random.Random": ("import random\nR = random.Random(0)", "--check", "y = x ** 2 + R.random()", "R.random()"),
+    "from random import gauss": ("import random\nfrom random import gauss\nrandom.seed(1)", "--check",
+                                 "y = x ** 2 + gauss(0, 1)", "gauss(0, 1)"),
+    "method via a helper": ("class Counter:\n    n = 0\n    def bump(self):\n        self.n += 1\nc = Counter()\n"
+                            "def loss(v):\n    c.bump()\n    return v ** 2", "--check", "y = loss(x)", "c.n"),
+    "property that counts": ("class Q:\n    k = 0\n    @property\n    def s(self):\n        self.k += 1\n        return 1.0\nq = Q()",
+                             "--check", "y = x ** 2 * q.s", "q.k"),
+    "print to a file": ("import io\nlog = io.StringIO()", "--check", "print(1, file=log)\ny = x ** 2", "log.getvalue()"),
+    "iterator via zip": ("import itertools\nit = itertools.count()", "--check",
+                         "for k, _ in zip(it, range(1)):\n    pass\ny = x ** 2", "next(it)"),
+    "functools.partial": ("import functools\nacc = []\ndef f(v, a):\n    a.append(1)\n    return v ** 2\n"
+                          "g = functools.partial(f, a=acc)", "--check", "y = g(x)", "len(acc)"),
+    "numpy out=": ("a = np.ones(2)", "--check", "np.add(a, 1, out=a)\ny = x ** 2", "a.tolist()"),
+    "a Keras layer made in the cell": ("import keras\nkeras.backend.clear_session()", "--check",
+                                       "d = keras.layers.Dense(1)\ny = x ** 2", "keras.layers.Dense(1).name"),
+}
+
+
+@pytest.mark.parametrize("case", list(EFFECTS))
+def test_an_effect_is_never_repeated(shell, tmp_path, case, monkeypatch):
+    setup, options, cell, probe = EFFECTS[case]
+    (tmp_path / f"usermod_{abs(hash(case))}.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    prelude = f"import importlib\nusermod = importlib.import_module('usermod_{abs(hash(case))}')\nimportlib.reload(usermod)\nx = 2.0\n"
+
+    shell.run_cell(prelude + setup)
+    before = shell.ev(probe)
+    shell.run_cell(prelude + setup)
+    assert shell.run_cell(cell).success
+    plain = shell.ev(probe)
+
+    shell.run_cell(prelude + setup)
+    try:
+        run(shell, f"x {options}", cell)
+    except UsageError:
+        assert shell.ev(probe) == before  # refused before anything ran
+    else:
+        assert shell.ev(probe) == plain
+
+
+STALE_TOO = {
+    "user module attribute": ("import importlib\ncfg = importlib.import_module('cfgmod')", "cfg.c", "cfg.c = 10.0"),
+    "class attribute via instance": ("class P:\n    c = 1.0\np = P()", "p.c", "P.c = 10.0"),
+    "keyword-only default": ("def fk(*, c=1.0):\n    return c", "fk()", "fk.__kwdefaults__['c'] = 10.0"),
+    "partial keywords": ("import functools\ndef base(c):\n    return c\ng = functools.partial(base, c=1.0)", "g()",
+                         "g.keywords['c'] = 10.0"),
+    "bound builtin method": ("params = {'c': 1.0}\ngetc = params.get", "getc('c')", "params['c'] = 10.0"),
+    "global hidden by a comprehension": ("k = 1.0", "(k + 0 * sum([0 for k in range(2)]))", "k = 10.0"),
+}
+
+
+@pytest.mark.parametrize("case", list(STALE_TOO))
+def test_a_cached_trace_sees_every_kind_of_change(shell, tmp_path, monkeypatch, case):
+    setup, c, change = STALE_TOO[case]
+    (tmp_path / "cfgmod.py").write_text("c = 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    shell.run_cell("import sys\nsys.modules.pop('cfgmod', None)\n" + setup + f"\nx = tf.Variable(tf.ones({N}))")
+    cell = f"y = tf.reduce_sum(x ** 2) + {c} * tf.reduce_sum((x - 1.0) ** 2)"
+    first, _ = run(shell, "x --hessian", cell)
+    assert first.path == "traced" and first.hessian.numpy()[0, 0] == pytest.approx(4.0)
+    shell.run_cell(change)
+    again, _ = run(shell, "x --hessian", cell)
+    assert again.hessian.numpy()[0, 0] == pytest.approx(22.0)
+
+
+def test_a_dict_target_with_check_and_forward(shell):
+    shell.run_cell("x = tf.Variable(2.0)")
+    r, _ = run(shell, "x --check --forward", "y = {'a': x ** 2, 'b': 3 * x}")
+    assert float(r.target.forward["x"]) == 7.0 and r.target.check["x"].ok
+
+
+def test_out_over_a_module_is_refused(shell):
+    shell.run_cell("x = tf.Variable(2.0)")
+    with pytest.raises(UsageError, match="module tf"):
+        run(shell, "x -o tf", "y = x ** 2")
+    assert shell.user_ns["tf"] is tf

@@ -16,17 +16,36 @@ from . import effects
 from .cell import Cell
 from .sources import Source
 
-__all__ = ["CellBody", "FunctionBody", "MAX_EXPRESSION_NAME"]
+__all__ = ["CellBody", "FunctionBody", "MAX_EXPRESSION_NAME", "quiet_replay", "ReplayLeftTrace"]
 
 MAX_EXPRESSION_NAME = 24
 
 
+class ReplayLeftTrace(RuntimeError):
+    """A replay ran a state-changing TensorFlow op that the real run had not run (another branch)."""
+
+    def __init__(self, effects_seen: list[str]) -> None:
+        super().__init__("; ".join(effects_seen))
+        self.effects = effects_seen
+
+
 @contextlib.contextmanager
-def _quiet() -> Any:
-    """A replay's printed output is swallowed: the user saw the real run's."""
+def quiet_replay() -> Any:
+    """A replay prints nothing (the user saw the real run's output), and, run eagerly, is watched by
+    TensorFlow's op log: if it changes state after all (it took a branch the real run did not, in
+    code tapemagic could not read), it raises so that no further replay is made."""
+    import tensorflow as tf
+
     sink = io.StringIO()
+    log = effects.OpLog()
     with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        yield
+        if not tf.executing_eagerly():
+            yield
+            return
+        with log.active():
+            yield
+    if log.effects:
+        raise ReplayLeftTrace(log.effects)
 
 
 class CellBody:
@@ -77,7 +96,7 @@ class CellBody:
         sources by name (only top-level names: see :meth:`can_replace`)."""
         namespace = dict(self._before if self._before is not None else self.namespace)
         namespace.update(values or {})
-        with _quiet():
+        with quiet_replay():
             last = self.cell.run(namespace)
         return self._collect(last, namespace)
 
@@ -133,7 +152,7 @@ class FunctionBody:
 
     def replay(self, sources: Sequence[Source], values: Mapping[str, Any] | None = None) -> dict[str, Any]:
         values = values or {}
-        with _quiet():
+        with quiet_replay():
             returned = self.function(*[values.get(s.name, s.value) for s in sources])
         return self._returned(returned)
 

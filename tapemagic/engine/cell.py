@@ -59,7 +59,7 @@ class Cell:
     stores: dict[str, int]
     hints: tuple[tuple[int, str], ...]
     loads: frozenset[str] = frozenset()
-    effects: tuple[str, ...] = ()
+    tree: ast.Module | None = dataclasses.field(default=None, repr=False, compare=False)
     last_text: str | None = None
     free: frozenset[str] = frozenset()
     conditions: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -111,7 +111,7 @@ def compile_cell(source: str, prefix: str = "tape-cell") -> Cell:
         stores=_stores(tree),
         hints=tuple(_hints(tree)),
         loads=frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)),
-        effects=tuple(_effects(tree)),
+        tree=tree,
         last_text=last_text,
         free=_free(tree),
         conditions=_only_in_conditions(tree),
@@ -183,70 +183,15 @@ def _casts_to_integer(call: ast.Call) -> bool:
     return False
 
 
-# Method names that change the object they are called on (or the world): a cell that calls one
-# cannot be run a second time without leaving a trace.
-MUTATORS = frozenset({
-    "append", "extend", "insert", "pop", "popitem", "popleft", "appendleft", "remove", "clear", "update",
-    "setdefault", "add", "discard", "sort", "reverse", "fill", "put", "put_nowait", "send", "throw",
-    "write", "writelines", "write_text", "write_bytes", "mkdir", "makedirs", "unlink", "rmdir", "touch",
-    "rename", "save", "savez", "savetxt", "save_weights", "load_weights", "set_weights", "dump",
-    "assign", "assign_add", "assign_sub", "scatter_update", "scatter_add", "scatter_nd_update",
-    "apply_gradients", "apply", "minimize", "step", "fit", "train_on_batch", "update_state", "reset_state",
-    "reset_states", "reset", "add_loss", "add_metric", "seed", "shuffle", "set_seed", "set_random_seed",
-    "set_global_policy", "__setitem__", "__delitem__", "__next__", "setattr", "delattr", "next",
-})
-_EFFECT_BUILTINS = {"open": "opens a file", "input": "asks for input", "display": "displays output",
-                    "exec": "runs code with exec", "eval": "runs code with eval", "next": "advances an iterator",
-                    "setattr": "sets an attribute", "delattr": "deletes an attribute", "__import__": "imports"}
-_RANDOM_MODULES = {"random"}  # np.random.*, numpy.random.*, random.*
-# Calls into these modules are pure (tf.add, np.sort), except those that set global state.
-_PURE_MODULES = {"tf", "tensorflow", "np", "numpy", "math", "keras", "ops", "jnp", "K"}
-_GLOBAL_STATE = {"seed", "set_seed", "set_random_seed", "set_global_policy", "save", "savez", "savetxt"}
-
-
-def _effects(tree: ast.AST) -> list[str]:
-    """Python effects of the cell's own code that a second run would repeat. Names the cell binds
-    at the top level are not among them: a second run works on a copy of the namespace."""
-    found = []
-    for node in ast.walk(tree):
-        line = getattr(node, "lineno", 0)
-        if isinstance(node, (ast.Global, ast.Nonlocal)):
-            found.append(f"line {line} declares {type(node).__name__.lower()} {', '.join(node.names)}")
-        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
-            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
-            for target in targets:
-                for part in ast.walk(target):
-                    if isinstance(part, (ast.Attribute, ast.Subscript)) and isinstance(part.ctx, (ast.Store, ast.Del)):
-                        verb = "deletes" if isinstance(node, ast.Delete) else "assigns to"
-                        found.append(f"line {line} {verb} {ast.unparse(part)}")
-        elif isinstance(node, ast.Call):
-            function = node.func
-            if isinstance(function, ast.Name) and function.id in _EFFECT_BUILTINS:
-                found.append(f"line {line} calls {function.id}(), which {_EFFECT_BUILTINS[function.id]}")
-            elif isinstance(function, ast.Attribute):
-                root = function.value
-                while isinstance(root, ast.Attribute):
-                    root = root.value
-                pure = isinstance(root, ast.Name) and root.id in _PURE_MODULES and function.attr not in _GLOBAL_STATE
-                if function.attr in MUTATORS and not pure:
-                    found.append(f"line {line} calls {ast.unparse(function)}(), which changes state")
-                elif _draws_random(function.value):
-                    found.append(f"line {line} draws from a Python or NumPy random generator ({ast.unparse(function)})")
-    return found
-
-
-def _draws_random(owner: ast.expr) -> bool:
-    """``random.x``, ``np.random.x``, ``numpy.random.x`` (TensorFlow's own draws are seen as ops)."""
-    if isinstance(owner, ast.Name):
-        return owner.id in _RANDOM_MODULES
-    return (isinstance(owner, ast.Attribute) and owner.attr in _RANDOM_MODULES
-            and isinstance(owner.value, ast.Name) and owner.value.id in _NUMPY_MODULES)
-
-
 def _calls(tree: ast.AST) -> list[tuple[int, str]]:
-    """Dotted names the cell calls (``f``, ``obj.method``, ``layer``): helpers to look into."""
+    """Dotted names the cell calls (``f``, ``obj.method``, ``layer``) or reads (``obj.attr``, which
+    may be a property): code to look into."""
     found = []
     for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+            text = ast.unparse(node)
+            if all(part.isidentifier() for part in text.split(".")):
+                found.append((node.lineno, text))
         if isinstance(node, ast.Call):
             try:
                 text = ast.unparse(node.func)
@@ -258,19 +203,30 @@ def _calls(tree: ast.AST) -> list[tuple[int, str]]:
 
 
 def _free(tree: ast.AST) -> frozenset[str]:
-    """Names the cell may read before it assigns them: the values it captures from the namespace."""
+    """Names the cell may read before it assigns them: the values it captures from the namespace.
+    Only the cell's own top-level scope binds: a comprehension's, lambda's or inner function's
+    names are their own, and a global of the same name read elsewhere still counts."""
     first_store: dict[str, tuple[int, int]] = {}
     loads: dict[str, tuple[int, int]] = {}
-    for node in ast.walk(tree):
+
+    def visit(node: ast.AST, top: bool) -> None:
         if isinstance(node, ast.Name):
             where = (node.lineno, node.col_offset)
-            table = first_store if isinstance(node.ctx, ast.Store) else loads
-            if node.id not in table or where < table[node.id]:
-                table[node.id] = where
-        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            if isinstance(node.ctx, ast.Store):
+                if top and (node.id not in first_store or where < first_store[node.id]):
+                    first_store[node.id] = where
+            elif node.id not in loads or where < loads[node.id]:
+                loads[node.id] = where
+        if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
             where = (node.lineno, -1)  # x += 1 reads x first
             if node.target.id not in loads or where < loads[node.target.id]:
                 loads[node.target.id] = where
+        inner = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
+                                  ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp))
+        for child in ast.iter_child_nodes(node):
+            visit(child, top and not inner)
+
+    visit(tree, True)
     return frozenset(name for name, where in loads.items()
                      if name not in first_store or where[0] <= first_store[name][0])
 

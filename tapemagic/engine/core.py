@@ -85,7 +85,6 @@ class Engine:
             if traced is not None:
                 return traced
         log = effects_.OpLog()
-        succeeded = False
         try:
             with _tensorflow_warnings(notes), Recorder(spec, sources, tangents) as recorder:
                 with log.active():
@@ -111,10 +110,9 @@ class Engine:
                              f"would change state ({'; '.join(seen[:3])})")
             if recorder.hvp is not None:
                 notes.append("--hvp: reverse-over-reverse, the gradient of ∇f·v taken from the tapes of the one real run")
-            result = self._result(spec, body, names, recorder, derived, extra, notes, namespace, path, passes, seen)
-            succeeded = True
+            result = self._result(spec, body, names, recorder, derived, extra, notes, namespace, path, passes, seen, naming)
         finally:
-            _undo_conversions(sources, succeeded)
+            _undo_conversions(sources)
         return result
 
     def _function_traced(self, spec: TapeSpec, body: Any, sources: list[Source], notes: list[str]) -> TapeResult | None:
@@ -127,11 +125,13 @@ class Engine:
         recorder = Recorder(spec, sources)
         recorder.values = {name: d.value for name, d in derived.items()}
         recorder.watched = variables
-        return self._result(spec, body, body.target_names(), recorder, derived, {}, notes, None, "traced", {}, [])
+        return self._result(spec, body, body.target_names(), recorder, derived, {}, notes, None, "traced", {}, [],
+                            _namer(None))
 
     def _result(self, spec: TapeSpec, body: Any, names: tuple[str, ...], recorder: Recorder,
                 derived: dict[str, Derivatives], extra: dict[str, dict[str, Any]], notes: list[str],
-                namespace: dict[str, Any] | None, path: str, passes: dict[str, int], seen: list[str]) -> TapeResult:
+                namespace: dict[str, Any] | None, path: str, passes: dict[str, int], seen: list[str],
+                naming: "_VariableNames") -> TapeResult:
         sources = recorder.sources
         watched_ids = {id(variable) for variable in recorder.watched}
         cell = getattr(body, "cell", None)
@@ -163,7 +163,6 @@ class Engine:
                 unavailable=unavailable,
             ))
         notes.extend(why.rebinding_notes(sources, cell, namespace))
-        naming = _namer(namespace)
         notes.extend(why.frozen_notes(sources, naming.frozen))
         return TapeResult(
             spec=spec,
@@ -221,7 +220,7 @@ def _namer(namespace: dict[str, Any] | None) -> _VariableNames:
     return _VariableNames(namespace)
 
 
-def _undo_conversions(sources: list[Source], succeeded: bool) -> None:
+def _undo_conversions(sources: list[Source]) -> None:
     """Python numbers and arrays named as sources ran as tf.constants; afterwards the user's value
     is back (unless the cell itself bound the name to something else)."""
     for source in sources:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import tensorflow as tf
 
 from . import seeds
-from .sources import Source, is_float
+from .sources import Source, is_differentiable_target, leaves
 from .why import failed_again as _failed, no_gradient
 
 __all__ = ["Derivatives", "Recorder", "watch", "leaves", "is_differentiable_target", "PFOR_FAILED"]
@@ -56,23 +56,6 @@ class Derivatives:
     jacobian: Mapping[str, Any] | None = None
     hessian: Any = None
     missing: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-
-def leaves(value: Any) -> list[Any] | None:
-    """The tensors of a target (a tensor, or a nested structure of them as tape.gradient takes),
-    or None if any part of it is not a tensor."""
-    try:
-        parts = tf.nest.flatten(value)
-    except Exception:  # a structure tf.nest cannot walk is no tensor target
-        return None
-    if not parts or not all(tf.is_tensor(part) for part in parts):
-        return None
-    return parts
-
-
-def is_differentiable_target(value: Any) -> bool:
-    parts = leaves(value)
-    return parts is not None and all(is_float(tf.as_dtype(part.dtype)) for part in parts)
 
 
 class _TapeStack:

@@ -1,125 +1,314 @@
 """Would running the code a second time leave a trace? The answer decides every replay.
 
-Two kinds of evidence, both conservative (anything unknown counts as an effect):
+Two kinds of evidence, both conservative (what cannot be inspected counts as an effect, except
+library code, whose TensorFlow effects the op log sees):
 
-- before the run, the Python code: the cell's own statements (``cell.effects``) and the
-  helper functions it calls that were defined in the notebook, read from their bytecode;
+- before the run, the Python code: the cell's own statements, and every function, method and
+  property it reaches that is not library code (defined in the notebook or in the user's own
+  modules), read from their bytecode; objects it reads that change when read (iterators,
+  random generators);
 - during the run, TensorFlow's own record of every op it executed (an op callback): a
   variable assigned or created, a stateful random draw, a ``tf.print``, a ``py_function``,
   also inside ``tf.function``s and Keras layers the cell calls.
 
-A cell with no effect of either kind can be run again on a copy of its namespace and
-changes nothing the user can see (its printed output is swallowed): that is what
-:mod:`.replay` does.
+One policy table below says what counts, for the cell's syntax tree and for bytecode alike.
+A cell with no effect of either kind can be run again on a copy of its namespace and changes
+nothing the user can see (its printed output is swallowed): :meth:`.body.CellBody.replay`.
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import dis
+import functools
+import os
+import random as _random
+import sysconfig
 import types
 from typing import Any, Iterator, Mapping
 
-from .cell import MUTATORS, Cell
+from .cell import Cell
 
-__all__ = ["before_run", "OpLog"]
+__all__ = ["before_run", "OpLog", "graph_effects", "prints"]
 
+# -- the policy -------------------------------------------------------------------------------------
+# Method names that change the object they are called on, or the world.
+MUTATORS = frozenset({
+    "append", "extend", "insert", "pop", "popitem", "popleft", "appendleft", "remove", "clear", "update",
+    "setdefault", "add", "discard", "sort", "reverse", "fill", "put", "put_nowait", "send", "throw",
+    "write", "writelines", "write_text", "write_bytes", "mkdir", "makedirs", "unlink", "rmdir", "touch",
+    "rename", "save", "savez", "savetxt", "save_weights", "load_weights", "set_weights", "dump", "flush",
+    "assign", "assign_add", "assign_sub", "scatter_update", "scatter_add", "scatter_nd_update",
+    "apply_gradients", "apply", "minimize", "step", "fit", "train_on_batch", "update_state", "reset_state",
+    "reset_states", "reset", "add_loss", "add_metric", "seed", "shuffle", "set_seed", "set_random_seed",
+    "set_global_policy", "__setitem__", "__delitem__", "__next__", "__iadd__", "setattr", "delattr",
+    "info", "warning", "warn", "debug", "error", "exception", "critical", "log",  # logging
+    "system", "popen", "Popen", "check_call", "check_output", "call", "run", "spawnl", "startfile",  # processes
+    "copyto", "putmask", "place", "itemset", "resize", "setflags",  # NumPy in place
+})
+# Builtins that act on the world (print only with file=, below).
+BUILTINS = {"open": "opens a file", "input": "asks for input", "display": "displays output",
+            "exec": "runs code with exec", "eval": "runs code with eval", "next": "advances an iterator",
+            "setattr": "sets an attribute", "delattr": "deletes an attribute", "__import__": "imports"}
+# Calls into these modules are pure (tf.add, np.sort), except those that set global state.
+PURE_MODULES = {"tf", "tensorflow", "np", "numpy", "math", "ops", "jnp", "K"}
+GLOBAL_STATE = {"seed", "set_seed", "set_random_seed", "set_global_policy", "save", "savez", "savetxt",
+                "copyto", "put", "place", "putmask", "Variable"}
+RANDOM_MODULES = {"random"}  # np.random.*, numpy.random.*, random.*, tf.random.* (TensorFlow's also as ops)
 _STORES = {"STORE_ATTR": "sets an attribute", "DELETE_ATTR": "deletes an attribute",
            "STORE_SUBSCR": "assigns an item", "DELETE_SUBSCR": "deletes an item",
            "STORE_GLOBAL": "assigns a global", "DELETE_GLOBAL": "deletes a global"}
-_CALLED = {"open", "input", "display", "exec", "eval", "next", "setattr", "delattr", "print"}
-MAX_DEPTH = 4
+MAX_DEPTH = 5
 
 
+def _random_generator(value: Any) -> bool:
+    import numpy as np
+
+    return isinstance(value, (_random.Random, np.random.Generator, np.random.RandomState, np.random.BitGenerator))
+
+
+def _immutable(value: Any) -> bool:
+    import tensorflow as tf
+
+    if isinstance(value, (int, float, complex, str, bytes, bool, type(None), frozenset, range)):
+        return True
+    if isinstance(value, tuple):
+        return all(_immutable(item) for item in value)
+    return tf.is_tensor(value) and not isinstance(value, tf.Variable)
+
+
+_LIBRARY_DIRS = tuple({os.path.realpath(path) for key in ("stdlib", "platstdlib", "purelib", "platlib")
+                       if (path := sysconfig.get_paths().get(key))})
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _library(filename: str) -> bool:
+    """Code installed as a library (the standard library, site-packages) or tapemagic's own."""
+    if not filename or filename.startswith("<"):
+        return False  # a notebook cell, IPython input, exec'd code: the user's
+    real = os.path.realpath(filename)
+    return real.startswith(_LIBRARY_DIRS) or real.startswith(_OWN_DIR) or "site-packages" in real
+
+
+def _user_function(value: Any) -> bool:
+    return isinstance(value, types.FunctionType) and not _library(value.__code__.co_filename)
+
+
+def _user_class(kind: type) -> bool:
+    module = getattr(kind, "__module__", "") or ""
+    if module in ("builtins", "__main__"):
+        return module == "__main__"
+    import sys
+
+    file = getattr(sys.modules.get(module), "__file__", None)
+    return file is None or not _library(file)
+
+
+def _user_module(value: Any) -> bool:
+    return isinstance(value, types.ModuleType) and getattr(value, "__file__", None) is not None and not _library(value.__file__)
+
+
+# -- before the run: the code ---------------------------------------------------------------------
 def before_run(cell: Cell | None, namespace: Mapping[str, Any] | None, function: Any = None) -> list[str]:
     """What a second run would repeat, as far as the Python code shows before anything runs."""
-    found = list(cell.effects) if cell is not None else []
+    found: list[str] = []
     seen: set[int] = set()
     if function is not None:
-        found.extend(_callable_effects("the function", function, 0, seen, home=None))
-    if cell is not None and namespace is not None:
-        home = namespace.get("__name__", "__main__")
+        found.extend(_callable_effects("the function", function, 0, seen))
+    if cell is not None and cell.tree is not None:
+        found.extend(_syntax_effects(cell.tree, namespace or {}))
+        namespace = namespace or {}
+        for name in sorted(cell.free):
+            value = namespace.get(name)
+            if value is not None and _consumed_when_read(value):
+                found.append(f"the cell reads {name}, a {type(value).__name__} that changes as it is read")
         for line, dotted in cell.calls:
             target = _lookup(dotted, namespace)
-            if target is not None:
-                found.extend(f"line {line}: {words}" for words in _callable_effects(dotted, target, 0, seen, home))
+            if target is not _MISSING:
+                found.extend(f"line {line}: {words}" for words in _callable_effects(dotted, target, 0, seen))
+    return list(dict.fromkeys(found))
+
+
+def _consumed_when_read(value: Any) -> bool:
+    if _random_generator(value) or isinstance(value, types.GeneratorType):
+        return True
+    try:
+        return iter(value) is value  # an iterator: reading it advances it
+    except Exception:  # not iterable, or raises when asked
+        return False
+
+
+def _syntax_effects(tree: ast.AST, namespace: Mapping[str, Any]) -> list[str]:
+    """The cell's own statements. Names it binds at the top level are not effects: a second run
+    works on a copy of the namespace. Names it changes in place (``lst += [1]``) are."""
+    found = []
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, (ast.Global, ast.Nonlocal)):
+            found.append(f"line {line} declares {type(node).__name__.lower()} {', '.join(node.names)}")
+        elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            for target in targets:
+                for part in ast.walk(target):
+                    if isinstance(part, (ast.Attribute, ast.Subscript)) and isinstance(part.ctx, (ast.Store, ast.Del)):
+                        verb = "deletes" if isinstance(node, ast.Delete) else "assigns to"
+                        found.append(f"line {line} {verb} {ast.unparse(part)}")
+            if (isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name)
+                    and node.target.id in namespace and not _immutable(namespace[node.target.id])):
+                kind = type(namespace[node.target.id]).__name__
+                found.append(f"line {line} changes {node.target.id} (a {kind}) in place with {ast.unparse(node).split(' ', 2)[1]}")
+        elif isinstance(node, ast.Call):
+            found.extend(_call_effect(node, line))
     return found
 
 
+def _call_effect(node: ast.Call, line: int) -> list[str]:
+    function = node.func
+    keywords = {keyword.arg for keyword in node.keywords}
+    if "out" in keywords:
+        return [f"line {line} writes into an array in place ({ast.unparse(function)}(..., out=...))"]
+    if isinstance(function, ast.Name):
+        if function.id in BUILTINS:
+            return [f"line {line} calls {function.id}(), which {BUILTINS[function.id]}"]
+        if function.id == "print" and "file" in keywords:
+            return [f"line {line} prints to a file (print(..., file=...))"]
+        return []
+    if not isinstance(function, ast.Attribute):
+        return []
+    root = function.value
+    while isinstance(root, ast.Attribute):
+        root = root.value
+    dotted = ast.unparse(function)
+    parts = dotted.split(".")
+    if parts[0] in ("keras", "tf") and "keras" in parts and parts[-1][:1].isupper():
+        return [f"line {line} creates a Keras object ({dotted}): Keras numbers each new layer, so a second run would too"]
+    if _draws_random(function.value):
+        return [f"line {line} draws from a random generator ({dotted})"]
+    pure = isinstance(root, ast.Name) and root.id in PURE_MODULES and function.attr not in GLOBAL_STATE
+    if function.attr in MUTATORS and not pure:
+        return [f"line {line} calls {dotted}(), which changes state"]
+    return []
+
+
+def _draws_random(owner: ast.expr) -> bool:
+    """``random.x``, ``np.random.x``, ``numpy.random.x``."""
+    if isinstance(owner, ast.Name):
+        return owner.id in RANDOM_MODULES
+    return (isinstance(owner, ast.Attribute) and owner.attr in RANDOM_MODULES
+            and isinstance(owner.value, ast.Name) and owner.value.id in ("np", "numpy"))
+
+
+_MISSING = object()
+
+
 def _lookup(dotted: str, namespace: Mapping[str, Any]) -> Any:
+    """What a dotted name refers to, without running a property: a module's attribute, or the class
+    attribute of an instance (a method, or the property object itself)."""
     head, *rest = dotted.split(".")
     if head not in namespace:
-        return None
+        return _MISSING
     value = namespace[head]
     for name in rest:
         try:
-            value = getattr(type(value), name, None) if not isinstance(value, types.ModuleType) else getattr(value, name, None)
+            if isinstance(value, types.ModuleType):
+                value = getattr(value, name, _MISSING)
+            else:
+                bound = value
+                value = getattr(type(value), name, _MISSING)
+                if value is _MISSING:
+                    value = vars(bound).get(name, _MISSING) if hasattr(bound, "__dict__") else _MISSING
         except Exception:  # an object that raises on inspection is looked into no further
-            return None
-        if value is None:
-            return None
+            return _MISSING
+        if value is _MISSING:
+            return _MISSING
     return value
 
 
-def _user_code(function: Any, home: str | None) -> bool:
-    """Defined in the notebook (or, for the Python API, any plain Python function)."""
-    if not isinstance(function, types.FunctionType):
-        return False
-    return home is None or function.__module__ in (home, "__main__", None)
-
-
-def _callable_effects(label: str, target: Any, depth: int, seen: set[int], home: str | None) -> list[str]:
+def _callable_effects(label: str, target: Any, depth: int, seen: set[int]) -> list[str]:
+    """Effects of calling (or, for a property, reading) ``target``."""
     if depth > MAX_DEPTH or id(target) in seen:
         return []
     seen.add(id(target))
+    if isinstance(target, property):
+        return _callable_effects(f"{label} (a property)", target.fget, depth + 1, seen) if target.fget else []
+    if isinstance(target, functools.partial):
+        return _callable_effects(label, target.func, depth + 1, seen)
     python = getattr(target, "python_function", None)  # a tf.function
-    if python is not None:
+    if isinstance(python, types.FunctionType):
         target = python
-    if isinstance(target, types.MethodType):
-        target = target.__func__
     if isinstance(target, (staticmethod, classmethod)):
         target = target.__func__
-    if _user_code(target, home):
-        return _function_effects(label, target, depth, seen, home)
-    kind = target if isinstance(target, type) else type(target)
-    if kind.__module__ in ((home, "__main__") if home else ()):
-        # An instance (or class) of a class the user wrote: what calling it runs.
+    owner = getattr(target, "__self__", None)
+    if owner is not None and not isinstance(owner, types.ModuleType) and _random_generator(owner):
+        return [f"{label}() draws from a random generator"]
+    if isinstance(target, types.MethodType):
+        target = target.__func__
+    if _user_function(target):
+        return _function_effects(label, target, depth, seen)
+    if isinstance(target, type):
+        init = target.__dict__.get("__init__")
+        return _callable_effects(f"{label}.__init__", init, depth + 1, seen) if _user_class(target) and init else []
+    kind = type(target)
+    if not isinstance(target, (types.FunctionType, types.BuiltinFunctionType, types.ModuleType)) and _user_class(kind):
         found = []
-        for name in ("__call__", "call", "__init__" if isinstance(target, type) else "forward"):
+        for name in ("__call__", "call", "forward"):
             method = getattr(kind, name, None)
-            if isinstance(method, types.FunctionType) and _user_code(method, home):
-                found.extend(_function_effects(f"{label}.{name}", method, depth + 1, seen, home))
+            if _user_function(method):
+                found.extend(_function_effects(f"{label}.{name}", method, depth + 1, seen))
         return found
     return []
 
 
-def _function_effects(label: str, function: types.FunctionType, depth: int, seen: set[int], home: str | None) -> list[str]:
+def _function_effects(label: str, function: types.FunctionType, depth: int, seen: set[int]) -> list[str]:
     found = []
     code = function.__code__
+    attributes: set[str] = set()
     for inner in _codes(code):
         for instruction in dis.get_instructions(inner):
-            name = instruction.opname
+            name, argument = instruction.opname, instruction.argval
             if name in _STORES:
-                found.append(f"{label}() {_STORES[name]} ({instruction.argval})")
-            elif name in ("STORE_DEREF", "DELETE_DEREF") and inner is code and instruction.argval in code.co_freevars:
-                found.append(f"{label}() assigns the enclosing name {instruction.argval} (nonlocal)")
-            elif name in ("LOAD_ATTR", "LOAD_METHOD") and instruction.argval in MUTATORS:
-                found.append(f"{label}() calls .{instruction.argval}(), which changes state")
-            elif name in ("LOAD_ATTR", "LOAD_METHOD") and instruction.argval == "random":
-                found.append(f"{label}() uses a random module (random draws change its state)")
-            elif name in ("LOAD_GLOBAL", "LOAD_NAME") and instruction.argval in _CALLED - {"print"}:
-                found.append(f"{label}() calls {instruction.argval}()")
-    for name in code.co_names:
-        value = function.__globals__.get(name)
-        if value is not None and (isinstance(value, types.FunctionType) or hasattr(value, "python_function")):
-            found.extend(_callable_effects(name, value, depth + 1, seen, home))
-    for cell in function.__closure__ or ():
-        try:
-            value = cell.cell_contents
-        except ValueError:
+                found.append(f"{label}() {_STORES[name]} ({argument})")
+            elif name in ("STORE_DEREF", "DELETE_DEREF") and inner is code and argument in code.co_freevars:
+                found.append(f"{label}() assigns the enclosing name {argument} (nonlocal)")
+            elif name in ("LOAD_ATTR", "LOAD_METHOD"):
+                attributes.add(argument)
+                if argument in MUTATORS:
+                    found.append(f"{label}() calls .{argument}(), which changes state")
+                elif argument in RANDOM_MODULES:
+                    found.append(f"{label}() uses a random module (random draws change its state)")
+            elif name in ("LOAD_GLOBAL", "LOAD_NAME") and argument in BUILTINS:
+                found.append(f"{label}() calls {argument}(), which {BUILTINS[argument]}")
+            elif name == "KW_NAMES" and isinstance(argument, tuple) and ({"file", "out"} & set(argument)):
+                found.append(f"{label}() passes {'/'.join(sorted({'file', 'out'} & set(argument)))}=, writing somewhere")
+    referenced = [function.__globals__.get(name, _MISSING) for name in code.co_names]
+    referenced += [cell.cell_contents for cell in function.__closure__ or () if _filled(cell)]
+    for value in referenced:
+        if value is _MISSING:
             continue
-        if isinstance(value, types.FunctionType):
-            found.extend(_callable_effects(value.__name__, value, depth + 1, seen, home))
+        if _random_generator(value):
+            found.append(f"{label}() uses a random generator")
+        elif _user_module(value):
+            for attribute in attributes | set(code.co_names):
+                member = getattr(value, attribute, None)
+                if _user_function(member):
+                    found.extend(_callable_effects(f"{value.__name__}.{attribute}", member, depth + 1, seen))
+        elif isinstance(value, (types.FunctionType, functools.partial)) or hasattr(value, "python_function"):
+            found.extend(_callable_effects(getattr(value, "__name__", label), value, depth + 1, seen))
+        elif not isinstance(value, (type, types.ModuleType)) and _user_class(type(value)):
+            # An instance of the user's class: the methods and properties this function reaches on it.
+            for attribute in attributes:
+                member = getattr(type(value), attribute, None)
+                if isinstance(member, property) or _user_function(member):
+                    found.extend(_callable_effects(f"{type(value).__name__}.{attribute}", member, depth + 1, seen))
     return found
+
+
+def _filled(cell: Any) -> bool:
+    try:
+        cell.cell_contents
+    except ValueError:
+        return False
+    return True
 
 
 def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
@@ -251,7 +440,7 @@ def prints(function: Any) -> bool:
 
     def walk(target: Any, depth: int) -> bool:
         target = getattr(target, "python_function", target)
-        if not isinstance(target, types.FunctionType) or id(target) in seen or depth > MAX_DEPTH:
+        if not _user_function(target) or id(target) in seen or depth > MAX_DEPTH:
             return False
         seen.add(id(target))
         for code in _codes(target.__code__):

@@ -17,7 +17,8 @@ import tensorflow as tf
 
 from .._spec import SpecError, TapeSpec
 from .._result import CheckReport
-from .sources import Source, resolve
+from .body import ReplayLeftTrace
+from .sources import Source, leaves, resolve
 
 __all__ = ["replayed", "tangents_for", "forward", "check", "default_step", "MAX_FORWARD_PASSES"]
 
@@ -60,15 +61,22 @@ def replayed(spec: TapeSpec, body: Any, everything: list[Source], first: dict[st
                                                        problem=f"not run: a second run would change state ({effects[0]})")
                                    for s in sources} for name in names}
         return out, notes, passes
-    if spec.forward:
-        out["forward"], passes["forward"] = forward(body, everything, sources, names)
-        notes.append(f"--forward ran the cell's code {passes['forward']} more times {where}, one ForwardAccumulator pass per source element; "
-                     "the cell changes no state, so this left no trace")
-    if spec.check:
-        out["check"] = check(spec, body, everything, first, sources, names)
-        runs = 2 * sum(report.checked for report in next(iter(out["check"].values()), {}).values())
-        notes.append(f"--check ran the cell's code {runs} more times {where}, two per checked element; "
-                     "the cell changes no state, so this left no trace")
+    try:
+        if spec.forward:
+            out["forward"], passes["forward"] = forward(body, everything, sources, names)
+            notes.append(f"--forward ran the cell's code {passes['forward']} more times {where}, one ForwardAccumulator pass "
+                         "per source element; the cell changes no state, so this left no trace")
+        if spec.check:
+            out["check"] = check(spec, body, everything, first, sources, names)
+            runs = 2 * sum(report.checked for report in next(iter(out["check"].values()), {}).values())
+            notes.append(f"--check ran the cell's code {runs} more times {where}, two per checked element; "
+                         "the cell changes no state, so this left no trace")
+    except ReplayLeftTrace as error:
+        out.pop("forward", None)
+        out.pop("check", None)
+        notes.append(f"--forward/--check stopped: a second run at other source values ran what the real run had not "
+                     f"({error}), in code tapemagic could not read; that one run may have changed state, and no "
+                     "further run was made. The derivatives shown come from the tapes of the real run.")
     return out, notes, passes
 
 
@@ -92,9 +100,9 @@ def forward(body: Any, everything: list[Source], sources: list[Source], names: t
                 values = body.replay(everything)
             passes += 1
             for name in names:
-                value = values[name]
-                jvp = accumulator.jvp(value) if tf.is_tensor(value) else None
-                columns[name].append(None if jvp is None else tf.reduce_sum(jvp))
+                parts = leaves(values[name])
+                jvps = [accumulator.jvp(part) for part in parts] if parts is not None else [None]
+                columns[name].append(None if any(j is None for j in jvps) else tf.add_n([tf.reduce_sum(j) for j in jvps]))
         for name in names:
             column = columns[name]
             results[name][source.name] = None if any(c is None for c in column) else tf.reshape(tf.stack(column), shape)
@@ -160,7 +168,9 @@ def _perturbed(source: Source, value: np.ndarray) -> Iterator[dict[str, Any]]:
 
 
 def _total(value: Any) -> float:
-    return float(np.sum(np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.float64)))
+    """The sum of a target, as tape.gradient differentiates it (a structure's parts summed too)."""
+    return float(sum(np.sum(np.asarray(part.numpy() if hasattr(part, "numpy") else part, dtype=np.float64))
+                     for part in tf.nest.flatten(value)))
 
 
 def _compare(name: str, source: Source, gradient: Any, differences: dict[int, float], step: float, tolerance: float) -> CheckReport:

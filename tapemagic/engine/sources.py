@@ -13,7 +13,8 @@ import tensorflow as tf
 
 from .._spec import SpecError
 
-__all__ = ["Source", "resolve", "from_values", "is_float", "describe_type", "as_variable"]
+__all__ = ["Source", "resolve", "from_values", "is_float", "describe_type", "as_variable", "leaves",
+           "is_differentiable_target"]
 
 
 @dataclasses.dataclass(eq=False)
@@ -42,6 +43,23 @@ class Source:
 
 def is_float(dtype: tf.DType) -> bool:
     return bool(dtype.is_floating or dtype.is_complex)
+
+
+def leaves(value: Any) -> list[Any] | None:
+    """The tensors of a target (a tensor, or a nested structure of them as tape.gradient takes),
+    or None if any part of it is not a tensor."""
+    try:
+        parts = tf.nest.flatten(value)
+    except Exception:  # a structure tf.nest cannot walk is no tensor target
+        return None
+    if not parts or not all(tf.is_tensor(part) for part in parts):
+        return None
+    return parts
+
+
+def is_differentiable_target(value: Any) -> bool:
+    parts = leaves(value)
+    return parts is not None and all(is_float(tf.as_dtype(part.dtype)) for part in parts)
 
 
 def describe_type(value: Any) -> str:

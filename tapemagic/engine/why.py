@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from .._spec import TapeSpec
 from .cell import Cell
-from .sources import Source, describe_type
+from .sources import Source, describe_type, leaves
 
 __all__ = ["explain", "rebinding_notes", "frozen_notes", "unavailable", "no_gradient", "failed_again", "missing_note"]
 
@@ -49,7 +49,7 @@ def explain(spec: TapeSpec, target: str, value: Any, source: Source, cell: Cell 
             f"(TensorFlow: 'The dtype of the watched tensor must be floating'). "
             f"Make it a float, e.g. tf.cast({name}, tf.float32) or tf.Variable(3.0)."
         )
-    parts = _leaves(value)
+    parts = leaves(value)
     if parts is None:
         where = _hint_lines(cell)
         return (
@@ -79,12 +79,6 @@ def explain(spec: TapeSpec, target: str, value: Any, source: Source, cell: Cell 
         f"{target} does not depend on {name}: {name} is not used to compute {target}, or only "
         "through operations without a gradient (integer casts, argmax, rounding, assignment)."
     )
-
-
-def _leaves(value: Any) -> list[Any] | None:
-    from .derive import leaves
-
-    return leaves(value)
 
 
 def _only_decides_a_branch(source: Source, cell: Cell | None) -> str | None:
@@ -148,7 +142,8 @@ def rebinding_notes(sources: list[Source], cell: Cell | None, namespace: dict[st
         if line is None or current is source.value:
             continue
         what = "a tf.Variable" if source.is_variable else "a tensor"
-        now = f"a {describe_type(current)}" if not tf.is_tensor(current) else "a Tensor"
+        now = ("another tf.Variable" if isinstance(current, tf.Variable) else "a Tensor" if tf.is_tensor(current)
+               else f"a {describe_type(current)}")
         advice = (f" To update a variable in place, use {source.name}.assign(...)." if source.is_variable else
                   f" To differentiate with respect to the new value, give it another name or run another %%tape cell.")
         notes.append(
