@@ -281,7 +281,7 @@ def _function_effects(label: str, function: types.FunctionType, depth: int, seen
             elif name == "KW_NAMES" and isinstance(argument, tuple) and ({"file", "out"} & set(argument)):
                 found.append(f"{label}() passes {'/'.join(sorted({'file', 'out'} & set(argument)))}=, writing somewhere")
     referenced = [function.__globals__.get(name, _MISSING) for name in code.co_names]
-    referenced += [cell.cell_contents for cell in function.__closure__ or () if _filled(cell)]
+    referenced += [cell.cell_contents for cell in function.__closure__ or () if filled(cell)]
     for value in referenced:
         if value is _MISSING:
             continue
@@ -303,7 +303,8 @@ def _function_effects(label: str, function: types.FunctionType, depth: int, seen
     return found
 
 
-def _filled(cell: Any) -> bool:
+def filled(cell: Any) -> bool:
+    """Whether a closure cell holds a value yet."""
     try:
         cell.cell_contents
     except ValueError:

@@ -64,23 +64,8 @@ class TraceCache:
             if not source.is_variable and not body.can_replace(source):
                 notes.append(f"eager tapes: {source.name} is a tensor inside another object; name it directly to trace")
                 return None
-        keep: list[Any] = []
-        key = _key(spec, body, sources, keep)
-        arguments = [s.value for s in sources if not s.is_variable]
-        self.last_trace_seconds = None
-        entry = self._entries.get(key) if key is not None else None
         try:
-            if entry is None:
-                started = time.perf_counter()
-                entry, out = self._first_call(spec, body, sources, arguments, notes)
-                entry.trace_seconds = time.perf_counter() - started
-                entry.keep = keep
-                self.last_trace_seconds = entry.trace_seconds
-                if key is not None:
-                    self._store(key, entry)
-            else:
-                self._entries.move_to_end(key)
-                out = entry.function(*arguments)
+            entry, out, key = self._call(spec, body, sources, notes)
         except _Impure as error:
             notes.append(f"eager tapes: the traced graph would change state ({error}), so it was not run; the "
                          "derivatives come from the tapes of the one real run")
@@ -111,30 +96,12 @@ class TraceCache:
     def function_run(self, spec: Any, body: Any, sources: list[Source], notes: list[str]) -> dict[str, Derivatives] | None:
         """For a function whose code shows no effect: its one run is the traced graph itself (value,
         gradients and the rest), made only if the graph holds no state-changing op. None: run eagerly."""
-        keep: list[Any] = []
-        key = _key(spec, body, sources, keep)
-        arguments = [s.value for s in sources if not s.is_variable]
-        self.last_trace_seconds = None
-        entry = self._entries.get(key) if key is not None else None
         try:
-            if entry is None:
-                started = time.perf_counter()
-                function = _traced(spec, body, sources)
-                graph = function.get_concrete_function(*arguments)
-                found = effects.graph_effects(graph.graph.as_graph_def())
-                if found:
-                    notes.append(f"eager tapes: the traced function would change state ({'; '.join(found[:3])}), so "
-                                 "it was not run; the function ran once, eagerly")
-                    return None
-                entry, out = self._compile(graph, arguments, notes)
-                entry.trace_seconds = time.perf_counter() - started
-                entry.keep = keep
-                self.last_trace_seconds = entry.trace_seconds
-                if key is not None:
-                    self._store(key, entry)
-            else:
-                self._entries.move_to_end(key)
-                out = entry.function(*arguments)
+            entry, out, _ = self._call(spec, body, sources, notes)
+        except _Impure as error:
+            notes.append(f"eager tapes: the traced function would change state ({error}), so it was not run; the "
+                         "function ran once, eagerly")
+            return None
         except Exception as error:  # noqa: BLE001 - the eager run that follows shows a user's own error
             notes.append(f"eager tapes: tracing the function failed ({_first_line(error)})")
             return None
@@ -146,6 +113,24 @@ class TraceCache:
             value=out["values"][name], orders=dict(out["derivatives"][name]),
             jacobian=out["jacobians"].get(name), hessian=out["hessians"].get(name), missing={},
         ) for name in out["values"]}
+
+    def _call(self, spec: Any, body: Any, sources: list[Source], notes: list[str]) -> tuple[_Entry, Any, Any]:
+        """The cached function for this key called, or a new one traced, checked and called."""
+        keep: list[Any] = []
+        key = _key(spec, body, sources, keep)
+        arguments = [s.value for s in sources if not s.is_variable]
+        self.last_trace_seconds = None
+        entry = self._entries.get(key) if key is not None else None
+        if entry is not None:
+            self._entries.move_to_end(key)
+            return entry, entry.function(*arguments), key
+        started = time.perf_counter()
+        entry, out = self._first_call(spec, body, sources, arguments, notes)
+        entry.trace_seconds = self.last_trace_seconds = time.perf_counter() - started
+        entry.keep = keep
+        if key is not None:
+            self._store(key, entry)
+        return entry, out, key
 
     def _first_call(self, spec: Any, body: Any, sources: list[Source], arguments: list[Any],
                     notes: list[str]) -> tuple[_Entry, Any]:
@@ -346,18 +331,10 @@ class _Fingerprint:
         self.keep.append(function.__code__)
         code = function.__code__
         names = [name for name in _global_names(code) if name in function.__globals__]
-        closure = tuple(self.of(cell.cell_contents, depth + 1) if _filled(cell) else ("empty",)
+        closure = tuple(self.of(cell.cell_contents, depth + 1) if effects.filled(cell) else ("empty",)
                         for cell in function.__closure__ or ())
         return ("function", id(code), self.of(function.__defaults__, depth + 1), self.of(function.__kwdefaults__, depth + 1), closure,
                 tuple((name, self.of(function.__globals__[name], depth + 1)) for name in names))
-
-
-def _filled(cell: Any) -> bool:
-    try:
-        cell.cell_contents
-    except ValueError:
-        return False
-    return True
 
 
 def _global_names(code: types.CodeType) -> list[str]:
