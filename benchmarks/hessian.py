@@ -5,7 +5,7 @@
 
 f(x) = sum(sin(x) * x**2) + x^T A x, and a small MLP's loss with respect to its first
 layer's kernel. Methods: tapemagic's --hessian (the Python API, the magic's engine,
-traced and cached), the same nested tapes and ``tape.jacobian`` in a bare XLA-compiled
+traced and cached; and the same as a cell ``y = f(x)``, which also runs once for real), the same nested tapes and ``tape.jacobian`` in a bare XLA-compiled
 ``tf.function`` (what a TensorFlow user would write), a plain eager nested-tape loop (one
 gradient per row), eager ``tape.jacobian`` of the gradient, and ``jax.jit(jax.hessian(f))``.
 tapemagic, tf.function and JAX are called in turn, so drift falls on all three alike. The first call of
@@ -159,7 +159,7 @@ def main() -> None:
         jax = None
         print("jax is not installed (pip install 'tapemagic[bench]'): its column is skipped")
     print(f"tensorflow {tf.__version__}" + (f", jax {jax.__version__}" if jax else "") + f", {os.cpu_count()} CPU cores, float32")
-    header = f"{'problem':34s} {'n':>5s} {'tapemagic':>10s} {'(trace)':>9s} {'tf.function':>11s} {'eager loop':>11s} {'eager jac':>10s} {'jax jit':>9s} {'(compile)':>10s}  ratios"
+    header = f"{'problem':34s} {'n':>5s} {'tapemagic':>10s} {'(trace)':>9s} {'as a cell':>10s} {'tf.function':>11s} {'eager loop':>11s} {'eager jac':>10s} {'jax jit':>9s} {'(compile)':>10s}  ratios"
     print(header)
     for name, n, f_tf, f_jax, x0 in problems(args.sizes):
         x = tf.constant(x0)
@@ -168,6 +168,11 @@ def main() -> None:
         first = tapemagic.tape(f_tf, [x], hessian=True, engine=engine)
         trace_ms = (time.perf_counter() - started) * 1e3
         fast = {"tapemagic": lambda: tapemagic.tape(f_tf, [x], hessian=True, engine=engine).hessian}
+        # The same through a cell, as %%tape x --hessian runs "y = f(x)": the cell runs once, for real,
+        # eagerly (its first derivative from that run's tapes), and the Hessian comes from the trace.
+        cell_engine, namespace = tapemagic.Engine(), {"f": f_tf, "x": x}
+        tapemagic.tape("y = f(x)", ["x"], namespace=namespace, hessian=True, engine=cell_engine)
+        fast["cell"] = lambda: tapemagic.tape("y = f(x)", ["x"], namespace=namespace, hessian=True, engine=cell_engine).hessian
         bare = bare_function(f_tf, x)
         bare(x)
         fast["function"] = lambda: bare(x)
@@ -196,10 +201,11 @@ def main() -> None:
         ratios = [f"tf.function/tapemagic {results['function'][0] / ours_ms:.1f}x"]
         if jax_ms:
             ratios.append(f"tapemagic/jax {ours_ms / jax_ms:.2f}x")
+            ratios.append(f"cell/jax {results['cell'][0] / jax_ms:.2f}x")
         if "loop" in results:
             ratios.append(f"loop/tapemagic {results['loop'][0] / ours_ms:.0f}x")
         ratios.append(f"jac/tapemagic {results['jacobian'][0] / ours_ms:.1f}x")
-        print(f"{name:34s} {n:5d} {ours_ms:10.2f} {trace_ms:9.0f} {show('function'):>11s} {show('loop'):>11s} {show('jacobian'):>10s} "
+        print(f"{name:34s} {n:5d} {ours_ms:10.2f} {trace_ms:9.0f} {show('cell'):>10s} {show('function'):>11s} {show('loop'):>11s} {show('jacobian'):>10s} "
               f"{(f'{jax_ms:.2f}' if jax_ms else '-'):>9s} {(f'{compile_ms:.0f}' if compile_ms else '-'):>10s}  {', '.join(ratios)}",
               flush=True)
         if first.path != "traced":
