@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ._result import TapeResult
 from ._spec import SpecError, TapeSpec
 from .engine import Engine
-from .engine.body import CellBody, FunctionBody, quiet_replay
+from .engine.body import CellBody, FunctionBody, ReplayLeftTrace, quiet_replay
 from .engine.cell import compile_cell
 from .engine.sources import from_values, resolve
 
@@ -67,15 +67,23 @@ def _rerun(engine: Engine, spec: TapeSpec, code: str, before: dict[str, Any], re
     dtypes = {source.name: source.value.dtype for source in result.sources}
     cell = compile_cell(code, prefix="tape-explore")
 
+    stopped: list[ReplayLeftTrace] = []
+
     def rerun(values: dict[str, float]) -> TapeResult:
         import tensorflow as tf
 
+        if stopped:  # one slider run changed state after all (code tapemagic could not read): no more runs
+            raise stopped[0]
         copy = dict(before)
         for name, value in values.items():
             copy[name] = tf.constant(value, dtype=dtypes[name])
         body = CellBody(cell, copy, quiet.targets)
-        with quiet_replay():
-            return engine.run(quiet, body, resolve(quiet.sources, copy), copy)
+        try:
+            with quiet_replay():
+                return engine.run(quiet, body, resolve(quiet.sources, copy), copy)
+        except ReplayLeftTrace as error:
+            stopped.append(error)
+            raise
 
     return rerun
 

@@ -2,6 +2,8 @@
 engine was rebuilt around one real run (see the issue "Trustworthy on real code")."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -299,3 +301,24 @@ def test_out_over_a_module_is_refused(shell):
     with pytest.raises(UsageError, match="module tf"):
         run(shell, "x -o tf", "y = x ** 2")
     assert shell.user_ns["tf"] is tf
+
+
+def test_a_slider_run_that_changes_state_stops_every_later_one(shell, tmp_path, monkeypatch):
+    # A branch that assigns only at other values, in library code the analysis trusts (a function
+    # compiled under a site-packages file name): only TensorFlow's op log sees it, during a slider run.
+    import sysconfig
+    library_file = os.path.join(sysconfig.get_paths()["purelib"], "a_library_tapemagic_trusts.py")
+    shell.user_ns["library_file"] = library_file
+    shell.run_cell("x = tf.Variable(1.0)\nv = tf.Variable(0.0)\nspace = {'tf': tf, 'v': v}\n"
+                   "exec(compile('def bump(t):\\n    if float(t) > 2.0:\\n        v.assign_add(1.0)\\n    return t', "
+                   "library_file, 'exec'), space)\nbump = space['bump']")
+    _, _ = run(shell, "x --explore --display none -o r", "y = x ** 2 + 0.0 * bump(x)")
+    r = shell.user_ns["r"]
+    assert float(shell.user_ns["v"]) == 0.0 and r.rerun is not None
+    assert float(r.rerun({"x": 1.5}).gradients["x"]) == 3.0
+    from tapemagic.engine.body import ReplayLeftTrace
+    with pytest.raises(ReplayLeftTrace):
+        r.rerun({"x": 3.0})
+    with pytest.raises(ReplayLeftTrace):
+        r.rerun({"x": 1.0})  # no further run at all
+    assert float(shell.user_ns["v"]) <= 1.0
