@@ -5,7 +5,10 @@ runs; a cell that raises shows the user's own traceback and stores nothing.
 """
 from __future__ import annotations
 
+import builtins
+import io
 import os
+import tokenize
 from types import TracebackType
 from typing import Any
 
@@ -13,7 +16,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from traitlets import Enum, Int
 
-from ._spec import DISPLAYS, HELP, SpecError, parse_line, split_line_magic
+from ._spec import DISPLAYS, HELP, SpecError, builtin_name, parse_line, split_line_magic
 
 __all__ = ["TapeMagics"]
 
@@ -45,6 +48,7 @@ class TapeMagics(Magics):
             spec = parse_line(line)
         except SpecError as error:
             raise UsageError(str(error)) from None
+        self._refuse_builtin_sources(spec)
         from . import _api  # TensorFlow loads here, on first use, not at %load_ext
 
         if self._engine is None:
@@ -61,10 +65,49 @@ class TapeMagics(Magics):
         )
         if spec.out:
             self.shell.user_ns[spec.out] = result
-        return None if result.display == "none" else result
+        if result.display == "none" or _ends_with_semicolon(cell):
+            return None  # a trailing ';' hides the output, as in any IPython cell; -o still stored it
+        return result
+
+    def _refuse_builtin_sources(self, spec: Any) -> None:
+        """A source (or --hvp vector) that names one of Python's builtins the notebook has not
+        defined: say so, rather than suggest defining a variable that would shadow it."""
+        namespace = self.shell.user_ns
+        hidden = getattr(self.shell, "user_ns_hidden", {})
+        for path in (*spec.sources, *([spec.hvp] if spec.hvp else [])):
+            head = path.split(".")[0]
+            if not builtin_name(head):
+                continue
+            if head in namespace:
+                value = namespace[head]
+                ours = value is getattr(builtins, head) or (head in hidden and value is hidden[head])
+                if not ours:
+                    continue  # the notebook defined a variable of that name: it is the source
+            value = getattr(builtins, head, namespace.get(head))
+            kind = "type" if isinstance(value, type) else "function" if callable(value) else "name"
+            what = "the --hvp vector" if path == spec.hvp and path not in spec.sources else "a source"
+            raise UsageError(
+                f"{head} is Python's builtin {kind} {head}, not a variable of this notebook, so it cannot be "
+                f"{what}: name a variable defined in an earlier cell, e.g. x = tf.Variable(3.0), then %%tape x"
+            )
 
 
 TapeMagics.tape.__doc__ = "::\n\n  " + HELP.replace("\n", "\n  ")
+
+
+def _ends_with_semicolon(cell: str) -> bool:
+    """Whether the cell's last line ends with ';' (comments aside), which IPython takes as
+    "compute, but show nothing"."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(cell).readline))
+    except (tokenize.TokenError, SyntaxError, IndentationError):
+        lines = [line.split("#")[0].rstrip() for line in cell.splitlines() if line.split("#")[0].strip()]
+        return bool(lines) and lines[-1].endswith(";")
+    skip = (tokenize.ENDMARKER, tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT)
+    for token in reversed(tokens):
+        if token.type not in skip:
+            return token.type == tokenize.OP and token.string == ";"
+    return False
 
 
 def _user_frames(tb: TracebackType | None) -> TracebackType | None:

@@ -58,11 +58,11 @@ class SourceInfo:
     note: str | None = None
 
     @classmethod
-    def of(cls, source: Any) -> "SourceInfo":
+    def of(cls, source: Any, shape: tuple[int, ...]) -> "SourceInfo":
         value = source.value
         kind = ("keras.Variable" if getattr(source, "keras", False) else "Variable") if source.is_variable else (
             "converted" if source.note else "Tensor")
-        return cls(source.name, value, kind, tuple(value.shape.as_list()), value.dtype.name, source.note)
+        return cls(source.name, value, kind, shape, value.dtype.name, source.note)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,8 +76,8 @@ class WatchedInfo:
     trainable: bool
 
     @classmethod
-    def of(cls, variable: Any, name: str) -> "WatchedInfo":
-        return cls(name, variable, tuple(variable.shape.as_list()), variable.dtype.name, bool(variable.trainable))
+    def of(cls, variable: Any, name: str, shape: tuple[int, ...]) -> "WatchedInfo":
+        return cls(name, variable, shape, variable.dtype.name, bool(variable.trainable))
 
 
 @dataclasses.dataclass(frozen=True)

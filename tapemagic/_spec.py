@@ -6,19 +6,53 @@ bad line is rejected before anything runs (and before TensorFlow loads).
 from __future__ import annotations
 
 import argparse
+import builtins
 import dataclasses
+import keyword
 import re
 import shlex
+import unicodedata
 
 __all__ = ["TapeSpec", "SpecError", "parse_line", "split_line_magic", "HELP"]
 
 DISPLAYS = ("auto", "widget", "html", "text", "none")
 MAX_ORDER = 8
 
-_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_DOTTED = re.compile(rf"^{_IDENT}(\.{_IDENT})*$")
-_NAME = re.compile(rf"^{_IDENT}$")
-_RANGE = re.compile(rf"^({_IDENT})=([^:]+):([^:]+)$")
+_RANGE = re.compile(r"^([^=:]+)=([^:]+):([^:]+)$")
+
+
+def _is_name(text: object) -> bool:
+    """A name Python accepts as a variable: any identifier (``α``, ``résultat``), not a keyword."""
+    return isinstance(text, str) and text.isidentifier() and not keyword.iskeyword(text)
+
+
+def _is_dotted(text: object) -> bool:
+    """``x``, ``layer.kernel``, ``model.trainable_variables``: names joined by dots."""
+    return isinstance(text, str) and all(_is_name(part) for part in text.split("."))
+
+
+def _normal(name: str) -> str:
+    """A name as Python reads it in code: NFKC-normalized, so ``µ`` (micro sign) is ``μ``, as in the cell."""
+    return unicodedata.normalize("NFKC", name)
+
+
+def builtin_name(name: str) -> bool:
+    """A name of Python's builtins (print, len, sum, ...), which a notebook name would shadow."""
+    return not name.startswith("_") and hasattr(builtins, name)
+
+
+def _check_out(out: str) -> None:
+    if not _is_name(out):
+        raise SpecError(f"-o needs a plain name to store the result in, not {out!r}: e.g. -o r")
+    if out == "__builtins__" or out == "__builtin__":
+        raise SpecError(f"-o {out} would shadow Python's builtins ({out}), and every later cell needs them: "
+                        "store the result under another name, e.g. -o r")
+    if out.startswith("__") and out.endswith("__"):
+        raise SpecError(f"-o {out}: names with double underscores on both sides are Python's own "
+                        "(__name__, __builtins__, ...): store the result under another name, e.g. -o r")
+    if builtin_name(out):
+        raise SpecError(f"-o {out} would shadow Python's builtin {out}, which later cells may need: "
+                        "store the result under another name, e.g. -o r")
 
 
 class SpecError(ValueError):
@@ -53,14 +87,20 @@ class TapeSpec:
 
     def __post_init__(self) -> None:
         _check_int_order(self.order)
+        for name in (*self.sources, *self.targets):
+            words = [part for part in name.split(".") if keyword.iskeyword(part)] if isinstance(name, str) else []
+            if words:
+                where = "" if words[0] == name else f" (in {name!r})"
+                raise SpecError(f"{words[0]!r}{where} is a Python keyword, not a name: name a variable, "
+                                "as in %%tape x -t y")
         for source in self.sources:
-            if not isinstance(source, str) or not _DOTTED.match(source):
+            if not _is_dotted(source):
                 raise SpecError(
                     f"{source!r} is not a name or a dotted path: write a source as "
                     "x, layer.kernel or model.trainable_variables"
                 )
         for target in self.targets:
-            if not isinstance(target, str) or not _NAME.match(target):
+            if not _is_name(target):
                 raise SpecError(
                     f"{target!r} is not a plain name: a target is a name the cell "
                     "assigns, as in %%tape x -t y"
@@ -69,8 +109,8 @@ class TapeSpec:
             raise SpecError("a target is named twice: give each -t NAME once")
         if len(set(self.sources)) != len(self.sources):
             raise SpecError("a source is named twice: give each SOURCE once")
-        if self.out is not None and not _NAME.match(self.out):
-            raise SpecError(f"-o needs a plain name to store the result in, not {self.out!r}")
+        if self.out is not None:
+            _check_out(self.out)
         if self.display is not None and self.display not in DISPLAYS:
             raise SpecError(f"--display must be one of {', '.join(DISPLAYS)}, not {self.display!r}")
         if self.eps is not None and not (self.eps > 0 and self.eps < 1):
@@ -82,7 +122,7 @@ class TapeSpec:
                 "--no-watch only makes sense with --no-auto-watch (otherwise the tape watches "
                 "every variable it reads): %%tape x --no-auto-watch --no-watch"
             )
-        if self.hvp is not None and not _DOTTED.match(self.hvp):
+        if self.hvp is not None and not _is_dotted(self.hvp):
             raise SpecError(f"--hvp needs the name of a vector, not {self.hvp!r}: %%tape x --hvp v")
         if self.ranges and not self.explore:
             raise SpecError("--range sets a slider of --explore: add --explore")
@@ -142,6 +182,9 @@ def _range(text: str) -> tuple[str, float, float]:
     if not match:
         raise argparse.ArgumentTypeError(f"a range is written NAME=LOW:HIGH, as x=-3:3, not {text!r}")
     name, low, high = match.groups()
+    if not _is_name(name):
+        raise argparse.ArgumentTypeError(f"a range is written NAME=LOW:HIGH, as x=-3:3; {name!r} is not a name")
+    name = _normal(name)
     try:
         return name, float(low), float(high)
     except ValueError:
@@ -209,20 +252,20 @@ def parse_line(line: str) -> TapeSpec:
         raise SpecError(f"cannot split the line ({error}): check its quotes") from None
     namespace = _PARSER.parse_args(words)
     return TapeSpec(
-        sources=tuple(namespace.sources),
-        targets=tuple(namespace.target),
+        sources=tuple(_normal(source) for source in namespace.sources),
+        targets=tuple(_normal(target) for target in namespace.target),
         order=namespace.order,
         jacobian=namespace.jacobian,
         hessian=namespace.hessian,
         persistent=namespace.persistent,
         auto_watch=not namespace.no_auto_watch,
         watch_sources=not namespace.no_watch,
-        out=namespace.out,
+        out=None if namespace.out is None else _normal(namespace.out),
         display=namespace.display,
         forward=namespace.forward,
         check=namespace.check,
         eps=namespace.eps,
-        hvp=namespace.hvp,
+        hvp=None if namespace.hvp is None else _normal(namespace.hvp),
         eager=namespace.eager,
         explore=namespace.explore,
         ranges=tuple(namespace.range),

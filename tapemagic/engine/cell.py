@@ -10,6 +10,7 @@ import collections
 import dataclasses
 import itertools
 import linecache
+import re
 from types import CodeType
 from typing import Any
 
@@ -32,6 +33,7 @@ _LEAVES_TF = {
     "argmin": "uses argmin, whose result is an integer index with no gradient",
     "round": "rounds, which has no gradient",
     "stop_gradient": "calls stop_gradient, which blocks the gradient on purpose",
+    "numpy_function": "calls tf.numpy_function: its NumPy code runs outside the tape, which has no gradient for it",
 }
 _NUMPY_MODULES = {"np", "numpy"}
 
@@ -86,7 +88,54 @@ def compile_cell(source: str, prefix: str = "tape-cell") -> Cell:
     """Parse and compile a cell body; a syntax error becomes a SyntaxError as Python shows it."""
     filename = f"<{prefix}-{next(_COUNTER)}>"
     _remember(filename, source)
-    tree = ast.parse(source, filename=filename, mode="exec")
+    tree = None
+    try:
+        tree = ast.parse(source, filename=filename, mode="exec")
+        return _compiled(source, filename, tree)
+    except SyntaxError as error:
+        raise _explained(error, source, tree) from None
+
+
+# A line IPython would have run as a magic, shell escape or help: %time x, %%timeit, !ls, y = !ls, x?
+_IPYTHON_LINE = re.compile(r"^\s*(?:(?:[\w.,\s\[\]()*]+=\s*)?[%!]|\?|[\w.]+\?\??\s*$)")
+_PLAIN_PYTHON = "the body of %%tape is plain Python (no %magics, no ! shell lines, no top-level await)"
+_AWAIT_MESSAGES = ("'await' outside function", "'async for' outside async function",
+                   "'async with' outside async function",
+                   "asynchronous comprehension outside of an asynchronous function")
+
+
+def _explained(error: SyntaxError, source: str, tree: ast.Module | None) -> SyntaxError:
+    """The SyntaxError as Python raised it, plus one sentence when the line is IPython syntax
+    (a magic, a shell escape) or a top-level await, which only IPython's own cells accept."""
+    lines = source.splitlines()
+    lineno = error.lineno
+    text = error.text
+    if text is None and lineno is not None and 0 < lineno <= len(lines):
+        text = lines[lineno - 1] + "\n"
+    line = lines[lineno - 1] if lineno is not None and 0 < lineno <= len(lines) else ""
+    if error.msg in _AWAIT_MESSAGES and not _inside_function(tree, lineno):
+        advice = (f"{_PLAIN_PYTHON}: run the coroutine with asyncio.run(...) in the cell "
+                  "(or await it in a cell of its own)")
+    elif _IPYTHON_LINE.match(line):
+        advice = f"{_PLAIN_PYTHON}: run that line in a cell of its own, before or after this one"
+    else:
+        return error
+    details = (error.filename, lineno, error.offset, text, error.end_lineno, error.end_offset)
+    return SyntaxError(f"{error.msg}: {advice}", details)
+
+
+def _inside_function(tree: ast.Module | None, lineno: int | None) -> bool:
+    """Whether line ``lineno`` lies inside a def or lambda of the cell (its await is not top-level)."""
+    if tree is None or lineno is None:
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            if node.lineno <= lineno <= (node.end_lineno or node.lineno):
+                return True
+    return False
+
+
+def _compiled(source: str, filename: str, tree: ast.Module) -> Cell:
     statements = list(tree.body)
     last = None
     last_text = None

@@ -10,6 +10,7 @@ and --check may run it again (:mod:`.methods`). The notes say which path ran and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from typing import Any, Iterator
 
@@ -17,9 +18,9 @@ import tensorflow as tf
 
 from .._result import SourceInfo, TapeResult, TargetResult, WatchedInfo
 from .._spec import SpecError, TapeSpec
-from . import effects as effects_, methods, why
-from .derive import Derivatives, Recorder
-from .sources import Source, as_variable
+from . import effects as effects_, guard, methods, why
+from .derive import Derivatives, Recorder, widest
+from .sources import Source, as_variable, concrete_shape, leaves
 from .trace import TraceCache, wanted
 
 __all__ = ["Engine", "needs_replays"]
@@ -66,6 +67,15 @@ class Engine:
         random number), they are skipped and the notes say why. On any exception the
         conversions of sources are undone and every tape is closed, then it propagates.
         """
+        try:
+            return self._run(spec, body, sources, namespace, hvp_vector)
+        finally:
+            # Numbers and arrays named as sources ran as tf.constants: afterwards (or after a refusal) the
+            # user's own values are back.
+            _undo_conversions(sources)
+
+    def _run(self, spec: TapeSpec, body: Any, sources: list[Source], namespace: dict[str, Any] | None,
+             hvp_vector: Any) -> TapeResult:
         body.check_targets()
         names = body.target_names()
         notes: list[str] = [source.note for source in sources if source.note]
@@ -78,6 +88,13 @@ class Engine:
                 f"{'; '.join(static[:3])}. Run it without {' and '.join(replays)}, or move what changes state "
                 "into another cell (the derivatives themselves need only the one run)."
             )
+        if spec.hessian:  # a Hessian that cannot fit is refused before anything runs: a kernel must not die
+            guard.check_sources(sources)
+        if spec.order > 1:
+            floats = [s for s in sources if s.differentiable]
+            if floats:
+                guard.check_order(sum(int(s.value.shape.num_elements() or 0) for s in floats),
+                                  max(int(s.value.dtype.size) for s in floats), spec.order)
         tangents = methods.tangents_for(spec, body, sources, namespace, hvp_vector)
         if (body.kind == "function" and tracing and not static and tangents is None and not replays and sources
                 and not effects_.prints(body.function)):
@@ -85,34 +102,37 @@ class Engine:
             if traced is not None:
                 return traced
         log = effects_.OpLog()
-        try:
-            with _tensorflow_warnings(notes), Recorder(spec, sources, tangents) as recorder:
-                with log.active():
-                    recorder.run(lambda: body.run(sources))
-                naming = _namer(namespace)
-                recorder.first_order(naming, naming.frozen)
-                seen = static + log.effects
-                derived = None
-                if tracing and seen:
-                    notes.append(f"eager tapes: not traced, because tracing runs the cell's code again and a second run "
-                                 f"could change state ({'; '.join(seen[:3])}); the derivatives come from the tapes of "
-                                 "the one real run")
-                elif tracing:
-                    with recorder.paused():
-                        derived = self.traces.derive(spec, body, recorder.sources, recorder, notes)
-                path = "eager" if derived is None else "traced"
-                if derived is None:
-                    derived = recorder.rest()
-                extra, method_notes, passes = methods.replayed(spec, body, recorder.sources, recorder.first, names, seen)
-            notes.extend(method_notes)
-            if spec.explore and seen:
-                notes.append(f"--explore has no sliders: each slider move runs the cell again, and a second run "
-                             f"would change state ({'; '.join(seen[:3])})")
-            if recorder.hvp is not None:
-                notes.append("--hvp: reverse-over-reverse, the gradient of ∇f·v taken from the tapes of the one real run")
-            result = self._result(spec, body, names, recorder, derived, extra, notes, namespace, path, passes, seen, naming)
-        finally:
-            _undo_conversions(sources)
+        with _tensorflow_warnings(notes), Recorder(spec, sources, tangents) as recorder:
+            with log.active():
+                recorder.run(lambda: body.run(sources))
+            naming = _namer(namespace)
+            recorder.first_order(naming, naming.frozen)
+            seen = static + log.effects
+            refused = _jacobians_too_big(spec, recorder) if spec.jacobian else {}
+            tracing = tracing and not refused
+            derived = None
+            if tracing and seen:
+                notes.append(f"eager tapes: not traced, because tracing runs the cell's code again and a second run "
+                             f"could change state ({'; '.join(seen[:3])}); the derivatives come from the tapes of "
+                             "the one real run")
+            elif tracing:
+                with recorder.paused():
+                    derived = self.traces.derive(spec, body, recorder.sources, recorder, notes)
+            path = "eager" if derived is None else "traced"
+            if derived is None:
+                derived = recorder.rest(why.opaque(log.opaque), skip_jacobian=set(refused))
+            extra, method_notes, passes = methods.replayed(spec, body, recorder.sources, recorder.first, names, seen)
+        notes.extend(method_notes)
+        if spec.explore and seen:
+            notes.append(f"--explore has no sliders: each slider move runs the cell again, and a second run "
+                         f"would change state ({'; '.join(seen[:3])})")
+        if spec.hessian and len({s.value.dtype for s in recorder.float_sources}) > 1:
+            notes.append(f"the Hessian is in {widest(recorder.float_sources).name}: the sources mix "
+                         f"{', '.join(sorted({s.value.dtype.name for s in recorder.float_sources}))}")
+        if recorder.hvp is not None:
+            notes.append("--hvp: reverse-over-reverse, the gradient of ∇f·v taken from the tapes of the one real run")
+        result = self._result(spec, body, names, recorder, derived, extra, notes, namespace, path, passes, seen, naming,
+                              log.opaque, refused)
         return result
 
     def _function_traced(self, spec: TapeSpec, body: Any, sources: list[Source], notes: list[str]) -> TapeResult | None:
@@ -131,13 +151,21 @@ class Engine:
     def _result(self, spec: TapeSpec, body: Any, names: tuple[str, ...], recorder: Recorder,
                 derived: dict[str, Derivatives], extra: dict[str, dict[str, Any]], notes: list[str],
                 namespace: dict[str, Any] | None, path: str, passes: dict[str, int], seen: list[str],
-                naming: "_VariableNames") -> TapeResult:
+                naming: "_VariableNames", opaque: list[str] = (), refused: dict[str, str] | None = None) -> TapeResult:
         sources = recorder.sources
         watched_ids = {id(variable) for variable in recorder.watched}
         cell = getattr(body, "cell", None)
+
+        def watched(source: Source) -> bool:
+            return spec.watch_sources or id(source.value) in watched_ids or id(source.value) in recorder.manual
+
         targets = []
         for name in names:
             record = derived[name]
+            unknown = (why.hessian_unknown(record, sources, cell, opaque, watched)
+                       if spec.hessian and record.hessian is not None else None)
+            if unknown:
+                record = dataclasses.replace(record, hessian=None, missing={**record.missing, "*": unknown})
             first = record.orders.get(1, {})
             reasons = {}
             for source in sources:
@@ -146,15 +174,13 @@ class Engine:
                 if source.name in record.missing:
                     reasons[source.name] = record.missing[source.name]
                 else:
-                    reasons[source.name] = why.explain(
-                        spec, name, record.value, source, cell, namespace,
-                        watched=(spec.watch_sources or id(source.value) in watched_ids
-                                 or id(source.value) in recorder.manual),
-                    )
+                    reasons[source.name] = why.explain(spec, name, record.value, source, cell, namespace, watched=watched(source))
             for source_name, reason in record.missing.items():
                 if source_name == "*" or first.get(source_name) is not None:
                     notes.append(why.missing_note(name, reason))
             unavailable = why.unavailable(spec, record, reasons)
+            if refused and name in refused:
+                unavailable["jacobian"] = refused[name]
             targets.append(TargetResult(
                 name=name, value=record.value, derivatives=record.orders, jacobian=record.jacobian,
                 hessian=record.hessian, reasons=reasons,
@@ -167,8 +193,9 @@ class Engine:
         return TapeResult(
             spec=spec,
             targets=tuple(targets),
-            sources=tuple(SourceInfo.of(source) for source in sources),
-            watched=tuple(WatchedInfo.of(variable, naming(variable, sources)) for variable in recorder.watched),
+            sources=tuple(SourceInfo.of(source, concrete_shape(source.value)) for source in sources),
+            watched=tuple(WatchedInfo.of(variable, naming(variable, sources), concrete_shape(variable))
+                          for variable in recorder.watched),
             notes=tuple(dict.fromkeys(notes)),
             tape=recorder.stack.tapes[0] if spec.persistent else None,
             path=path,
@@ -214,6 +241,26 @@ class _VariableNames:
             if source.value is variable:
                 return source.name
         return self.names.get(id(variable), variable.name.split(":")[0])
+
+
+def _jacobians_too_big(spec: TapeSpec, recorder: Recorder) -> dict[str, str]:
+    """Targets whose Jacobian would not fit in memory, with the reason (known only after the run,
+    so it is not computed and shows None with that reason; the rest of the result stays)."""
+    floats = recorder.float_sources
+    if not floats:
+        return {}
+    elements = sum(int(s.value.shape.num_elements() or 0) for s in floats)
+    itemsize = max(int(s.value.dtype.size) for s in floats)
+    refused = {}
+    for name, value in recorder.values.items():
+        parts = leaves(value)
+        if parts is None:
+            continue
+        size = sum(int(tf.size(part)) for part in parts)
+        reason = guard.check_jacobian(size, elements, itemsize, target=name, source=floats[0].name if len(floats) == 1 else None)
+        if reason:
+            refused[name] = reason
+    return refused
 
 
 def _namer(namespace: dict[str, Any] | None) -> _VariableNames:

@@ -172,13 +172,15 @@ class Recorder:
     def paused(self) -> contextlib.AbstractContextManager[None]:
         return self.stack.paused()
 
-    def rest(self) -> dict[str, Derivatives]:
-        """Higher orders, Jacobians and Hessians from the tapes, one record per target."""
+    def rest(self, opaque: str | None = None, skip_jacobian: set[str] = frozenset()) -> dict[str, Derivatives]:
+        """Higher orders, Jacobians and Hessians from the tapes, one record per target. ``opaque``:
+        why an unconnected higher derivative is unknown rather than zero (see _next_order)."""
         spec, sources = self.spec, self.float_sources
         inner = self.stack.tapes[0]
         orders: dict[str, dict[int, dict[str, Any]]] = {name: {1: first} for name, first in self.first.items()}
-        jacobians = {name: (_unless_missing(lambda: _jacobians(inner, value, sources), self.missing[name])
-                            or {source.name: None for source in sources})
+        jacobians = {name: None if name in skip_jacobian else
+                     (_unless_missing(lambda: _jacobians(inner, value, sources), self.missing[name])
+                      or {source.name: None for source in sources})
                      for name, value in self.values.items()} if spec.jacobian else {}
         hessians: dict[str, Any] = {}
         for k in range(1, spec.depth):
@@ -186,7 +188,7 @@ class Recorder:
             for name in self.values:
                 missing = self.missing[name]
                 if k < spec.order:
-                    orders[name][k + 1] = _next_order(outer, orders[name][k], sources, missing)
+                    orders[name][k + 1] = _next_order(outer, orders[name][k], sources, missing, opaque)
                 if k == 1 and spec.hessian and not is_differentiable_target(self.values[name]):
                     hessians[name] = None  # no derivative of a non-tensor (or integer) target, not zeros
                 elif k == 1 and spec.hessian and missing:
@@ -238,17 +240,24 @@ def _unless_missing(compute: Callable[[], Any], missing: dict[str, str]) -> Any:
     return None
 
 
-def _next_order(tape: tf.GradientTape, lower: Mapping[str, Any], sources: list[Source], missing: dict[str, str]) -> dict[str, Any]:
+def _next_order(tape: tf.GradientTape, lower: Mapping[str, Any], sources: list[Source], missing: dict[str, str],
+                opaque: str | None = None) -> dict[str, Any]:
     """Derivative of each source's previous order with respect to that source, element-wise
     as nested tapes give it. A connected source whose derivative no longer depends on it
-    gets zeros, not None: the derivative is mathematically zero there."""
+    gets zeros, not None: the derivative is mathematically zero there. Unless the cell ran an
+    op TensorFlow differentiates only once (``opaque``, a py_function): then an unconnected
+    higher derivative is unknown, and stays None with that reason."""
     higher: dict[str, Any] = {}
     for source in sources:
         previous = lower.get(source.name)
         if previous is None:
             continue
-        higher[source.name] = _unless_missing(
-            lambda: _dense(tape.gradient(previous, source.value, unconnected_gradients=tf.UnconnectedGradients.ZERO)), missing)
+        found = _unless_missing(lambda: _dense(tape.gradient(previous, source.value)), missing)
+        if found is None and opaque is not None:
+            missing.setdefault(source.name, opaque)
+        elif found is None and "*" not in missing:
+            found = tf.zeros_like(source.value)
+        higher[source.name] = found
     return higher
 
 
@@ -290,22 +299,46 @@ def _jacobians(tape: tf.GradientTape, value: Any, sources: list[Source]) -> dict
     return found
 
 
+def widest(sources: list[Source]) -> tf.DType:
+    """The dtype a Hessian over mixed float sources is computed in (float64 over float32)."""
+    dtypes = {source.value.dtype for source in sources}
+    return max(dtypes, key=lambda dtype: dtype.size) if dtypes else tf.float32
+
+
 def _flat(first: Mapping[str, Any], sources: list[Source]) -> Any:
-    """The first derivatives of all sources as one vector (zeros where not connected)."""
+    """The first derivatives of all sources as one vector in the widest dtype, zeros where a source is
+    not connected (whether such a zero is right or unknown is decided by why.hessian_unknown)."""
     if not sources:
         return None
-    return tf.concat([
-        tf.reshape(first[s.name] if first.get(s.name) is not None else tf.zeros_like(s.value), [-1])
-        for s in sources
-    ], axis=0)
+    dtype = widest(sources)
+    return tf.concat([tf.reshape(tf.cast(first[s.name] if first.get(s.name) is not None else tf.zeros_like(s.value), dtype), [-1])
+                      for s in sources], axis=0)
 
 
 def _hessian(tape: tf.GradientTape, gradient: Any, sources: list[Source]) -> Any:
-    """All second partials over the flattened sources, in source order (mixed blocks too)."""
+    """All second partials over the flattened sources, in source order (mixed blocks too), from one
+    Jacobian of the flat gradient with respect to every source at once."""
     if gradient is None:
         return None
-    blocks = []
-    for source in sources:
-        block = _jacobian(tape, gradient, source.value, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        blocks.append(tf.reshape(block, [tf.size(gradient), -1]))
-    return tf.concat(blocks, axis=1)
+    values = [source.value for source in sources]
+    total = sum(_size(source.value) for source in sources)
+    if not tf.executing_eagerly() and gradient.shape.is_fully_defined():
+        return tf.reshape(seeds.jacobian_flat(tape, gradient, values), [total, total])
+    try:
+        blocks = tape.jacobian(gradient, values, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    except (ValueError, NotImplementedError, tf.errors.OpError) as error:
+        if not tf.executing_eagerly():
+            raise  # inside a trace: the caller falls back to eager tapes
+        logging.getLogger("tensorflow").warning(PFOR_FAILED.format(f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"))
+        size = int(tf.size(gradient))
+        rows = [tape.gradient(gradient, values, output_gradients=tf.one_hot(i, size, dtype=gradient.dtype),
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO) for i in range(size)]
+        blocks = [tf.stack([row[j] for row in rows]) for j in range(len(values))]
+    return tf.concat([tf.reshape(tf.cast(block, gradient.dtype), [total, _size(source.value)])
+                      for block, source in zip(blocks, sources)], axis=1)
+
+
+def _size(value: Any) -> int:
+    """Elements of a source, also for a variable made with an unknown shape."""
+    known = value.shape.num_elements()
+    return int(known) if known is not None else int(tf.size(value))

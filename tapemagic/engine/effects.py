@@ -336,6 +336,7 @@ _WHAT = {
     "TruncatedNormal": "draws a random number", "RandomShuffle": "shuffles at random",
     "Multinomial": "draws a random sample",
 }
+_OPAQUE = {"EagerPyFunc", "PyFunc", "PyFuncStateless"}
 _FUNCTION_ATTRS = ("f", "then_branch", "else_branch", "cond", "body", "branches")
 
 
@@ -345,6 +346,7 @@ class OpLog:
 
     def __init__(self) -> None:
         self.effects: list[str] = []
+        self.opaque: list[str] = []  # ops running Python that TensorFlow differentiates once, if at all
         self._seen: set[str] = set()
 
     @contextlib.contextmanager
@@ -363,6 +365,8 @@ class OpLog:
         name = op_type.decode() if isinstance(op_type, bytes) else str(op_type)
         if name not in self._seen:
             self._seen.add(name)
+            if name in _OPAQUE:
+                self.opaque.append(f"TensorFlow ran {name}, which {_WHAT[name]}")
             for words in _op_effects(name):
                 if words not in self.effects:
                     self.effects.append(words)

@@ -18,7 +18,7 @@ import tensorflow as tf
 from .._spec import SpecError, TapeSpec
 from .._result import CheckReport
 from .body import ReplayLeftTrace
-from .sources import Source, leaves, resolve
+from .sources import Source, concrete_shape, leaves, resolve
 
 __all__ = ["replayed", "tangents_for", "forward", "check", "default_step", "MAX_FORWARD_PASSES"]
 
@@ -63,9 +63,17 @@ def replayed(spec: TapeSpec, body: Any, everything: list[Source], first: dict[st
         return out, notes, passes
     try:
         if spec.forward:
-            out["forward"], passes["forward"] = forward(body, everything, sources, names)
-            notes.append(f"--forward ran the cell's code {passes['forward']} more times {where}, one ForwardAccumulator pass "
-                         "per source element; the cell changes no state, so this left no trace")
+            try:
+                out["forward"], passes["forward"] = forward(body, everything, sources, names)
+                notes.append(f"--forward ran the cell's code {passes['forward']} more times {where}, one ForwardAccumulator "
+                             "pass per source element; the cell changes no state, so this left no trace")
+            except (ReplayLeftTrace, SpecError):
+                raise
+            except Exception as error:  # noqa: BLE001 - TensorFlow's forward mode failing must not lose the result
+                first = (str(error).strip().splitlines() or [""])[0][:200]
+                notes.append(f"--forward: TensorFlow's forward mode (ForwardAccumulator) failed going through the cell "
+                             f"({type(error).__name__}: {first}). It cannot always follow a variable into a tf.function "
+                             "the cell calls; the reverse-mode results above are unaffected.")
         if spec.check:
             out["check"] = check(spec, body, everything, first, sources, names)
             runs = 2 * sum(report.checked for report in next(iter(out["check"].values()), {}).values())
@@ -82,7 +90,7 @@ def replayed(spec: TapeSpec, body: Any, everything: list[Source], first: dict[st
 
 def forward(body: Any, everything: list[Source], sources: list[Source], names: tuple[str, ...]) -> tuple[dict[str, Any], int]:
     """First derivatives by forward mode: one ForwardAccumulator pass per source element."""
-    total = sum(int(np.prod(s.value.shape.as_list())) for s in sources)
+    total = sum(int(np.prod(concrete_shape(s.value))) for s in sources)
     if total > MAX_FORWARD_PASSES:
         raise SpecError(
             f"--forward needs one pass per source element, {total} here (limit {MAX_FORWARD_PASSES}): "
@@ -91,8 +99,8 @@ def forward(body: Any, everything: list[Source], sources: list[Source], names: t
     results: dict[str, dict[str, Any]] = {name: {} for name in names}
     passes = 0
     for source in sources:
-        shape = source.value.shape
-        size = int(np.prod(shape.as_list()))
+        shape = concrete_shape(source.value)
+        size = int(np.prod(shape))
         columns: dict[str, list[Any]] = {name: [] for name in names}
         for index in range(size):
             tangent = tf.reshape(tf.one_hot(index, size, dtype=source.value.dtype), shape)
@@ -174,7 +182,7 @@ def _total(value: Any) -> float:
 
 
 def _compare(name: str, source: Source, gradient: Any, differences: dict[int, float], step: float, tolerance: float) -> CheckReport:
-    size = int(np.prod(source.value.shape.as_list()))
+    size = int(np.prod(concrete_shape(source.value)))
     if gradient is None:
         tape = np.zeros(size)
     else:
@@ -188,7 +196,7 @@ def _compare(name: str, source: Source, gradient: Any, differences: dict[int, fl
         if relative >= max_rel:
             max_rel = relative
             worst = (error, relative, index, tape[index], estimate)
-    position = tuple(int(i) for i in np.unravel_index(worst[2], source.value.shape.as_list())) if size else ()
+    position = tuple(int(i) for i in np.unravel_index(worst[2], concrete_shape(source.value))) if size else ()
     return CheckReport(name, source.name, max_rel <= tolerance, max_abs, max_rel, step, tolerance,
                        len(differences), size, position, float(worst[3]), float(worst[4]))
 
@@ -198,14 +206,14 @@ def _tangents(vector: Any, sources: list[Source]) -> list[Any]:
         parts = list(vector)
     else:
         flat = tf.reshape(tf.convert_to_tensor(vector), [-1])
-        sizes = [int(np.prod(s.value.shape.as_list())) for s in sources]
+        sizes = [int(np.prod(concrete_shape(s.value))) for s in sources]
         if int(flat.shape[0]) != sum(sizes):
             raise SpecError(
                 f"--hvp: the vector has {int(flat.shape[0])} elements but the sources have {sum(sizes)}: "
                 "give one element per source element (or one tensor per source)"
             )
         parts = tf.split(flat, sizes)
-    return [tf.cast(tf.reshape(part, s.value.shape), s.value.dtype) for part, s in zip(parts, sources)]
+    return [tf.cast(tf.reshape(part, concrete_shape(s.value)), s.value.dtype) for part, s in zip(parts, sources)]
 
 
 def _lookup_vector(path: str, namespace: dict[str, Any]) -> Any:

@@ -51,6 +51,21 @@ def jacobian(tape: tf.GradientTape, target: Any, source: Any,
     return None if unconnected else tf.reshape(rows, [*target.shape, *source.shape])
 
 
+def jacobian_flat(tape: tf.GradientTape, target: Any, sources: list[Any]) -> Any:
+    """The Jacobian of a vector ``target`` with respect to several sources at once, as one
+    [target size, total source size] matrix (zeros where unconnected): one vectorized pass over
+    the seeds, not one per source (a Hessian over K small variables would otherwise cost K passes)."""
+    size = target.shape.num_elements()
+    seeds = tf.reshape(tf.eye(size, dtype=target.dtype), [size, *target.shape])
+    tf.compat.v1.add_to_collection(_COLLECTION, (seeds, size))
+
+    def row(seed: Any) -> Any:
+        gradients = tape.gradient(target, sources, output_gradients=seed, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return tf.concat([tf.reshape(tf.cast(tf.convert_to_tensor(g), target.dtype), [-1]) for g in gradients], axis=0)
+
+    return tf.vectorized_map(row, seeds, fallback_to_while_loop=False)
+
+
 def eliminate(outputs: Any) -> Any:
     """Replace every product with a recorded identity seed in the graph being traced; ``outputs``
     mapped through the replacements (in case one of them was such a product)."""

@@ -14,7 +14,7 @@ import tensorflow as tf
 from .._spec import SpecError
 
 __all__ = ["Source", "resolve", "from_values", "is_float", "describe_type", "as_variable", "leaves",
-           "is_differentiable_target"]
+           "is_differentiable_target", "concrete_shape"]
 
 
 @dataclasses.dataclass(eq=False)
@@ -60,6 +60,14 @@ def leaves(value: Any) -> list[Any] | None:
 def is_differentiable_target(value: Any) -> bool:
     parts = leaves(value)
     return parts is not None and all(is_float(tf.as_dtype(part.dtype)) for part in parts)
+
+
+def concrete_shape(value: Any) -> tuple[int, ...]:
+    """A source's shape now, also for a variable made with ``shape=tf.TensorShape(None)``."""
+    if value.shape.is_fully_defined():
+        return tuple(value.shape.as_list())
+    current = value.read_value() if isinstance(value, tf.Variable) else value
+    return tuple(int(d) for d in tf.shape(current).numpy())
 
 
 def describe_type(value: Any) -> str:
@@ -170,6 +178,13 @@ def _expand_checked(name: str, value: Any, rebind: Callable[[Any], None] | None)
         yield Source(name, value)
     elif isinstance(value, (bool, np.bool_)):
         raise SpecError(f"{name} is a bool, which has no derivative: name a float source")
+    elif isinstance(value, (complex, np.complexfloating)) or (isinstance(value, np.ndarray) and value.dtype.kind == "c"):
+        what = "NumPy array" if isinstance(value, np.ndarray) else "number"
+        raise SpecError(
+            f"{name} is a complex {what}: complex sources are not supported by tapemagic's views; pass the "
+            f"real and imaginary parts as float sources ({name}_re = {name}.real; {name}_im = {name}.imag; "
+            f"%%tape {name}_re {name}_im) and build the value in the cell with tf.complex({name}_re, {name}_im)"
+        )
     elif isinstance(value, (int, float, np.integer, np.floating, np.ndarray)):
         yield _converted(name, value, rebind)
     elif isinstance(value, (list, tuple)):

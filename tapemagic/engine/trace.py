@@ -37,6 +37,8 @@ def wanted(spec: Any, sources: list[Source]) -> bool:
     or more. Below that, eager tapes finish before a trace would."""
     if spec.eager or not (spec.hessian or spec.jacobian or spec.order > 1):
         return False
+    if not all(s.value.shape.is_fully_defined() for s in sources):
+        return False  # a variable of unknown shape: the eager tapes take whatever shape it has now
     return sum(s.value.shape.num_elements() or 0 for s in sources) >= TRACE_MIN_ELEMENTS
 
 
@@ -54,6 +56,7 @@ class TraceCache:
     def __init__(self, size: int = 32) -> None:
         self.size = size
         self._entries: collections.OrderedDict[Any, _Entry] = collections.OrderedDict()
+        self._no_lift: set[Any] = set()  # cells that need their floats as Python numbers
         self.last_trace_seconds: float | None = None
 
     def derive(self, spec: Any, body: Any, sources: list[Source], recorder: Recorder,
@@ -82,7 +85,8 @@ class TraceCache:
             return None
         compiled = " compiled by XLA" if entry.xla else ""
         if self.last_trace_seconds is None:
-            notes.append(f"traced: derivatives came from the cached tf.function{compiled} (nothing the cell reads has changed)")
+            notes.append(f"traced: derivatives came from the cached tf.function{compiled} (nothing the cell reads has "
+                         "changed, but for Python floats, which it takes as arguments)")
         else:
             reran = "re-ran the cell's code once, on a copy of the namespace, to trace it; the cell changes no state, so this left no trace"
             notes.append(f"traced: derivatives were computed in a tf.function{compiled} that {reran}"
@@ -115,17 +119,36 @@ class TraceCache:
         ) for name in out["values"]}
 
     def _call(self, spec: Any, body: Any, sources: list[Source], notes: list[str]) -> tuple[_Entry, Any, Any]:
-        """The cached function for this key called, or a new one traced, checked and called."""
+        """The cached function for this key called, or a new one traced, checked and called.
+
+        Python floats the cell reads (a learning rate, a coefficient) are passed in as scalar
+        tensors, not baked into the graph: a new value reuses the trace instead of adding one
+        more compiled function to TensorFlow's memory on every change. A cell that needs such a
+        float as a Python number (``range(n)``, an ``if``) is traced again with it baked in."""
+        lifted = _liftable(body, sources) if body.key() not in self._no_lift else {}
+        try:
+            return self._call_with(spec, body, sources, notes, lifted)
+        except _Impure:
+            raise
+        except Exception:
+            if not lifted:
+                raise
+            self._no_lift.add(body.key())
+            return self._call_with(spec, body, sources, notes, {})
+
+    def _call_with(self, spec: Any, body: Any, sources: list[Source], notes: list[str],
+                   lifted: dict[str, Any]) -> tuple[_Entry, Any, Any]:
         keep: list[Any] = []
-        key = _key(spec, body, sources, keep)
-        arguments = [s.value for s in sources if not s.is_variable]
+        key = _key(spec, body, sources, keep, lifted)
+        dtype = _common_dtype(sources)
+        arguments = [s.value for s in sources if not s.is_variable] + [tf.constant(v, dtype) for v in lifted.values()]
         self.last_trace_seconds = None
         entry = self._entries.get(key) if key is not None else None
         if entry is not None:
             self._entries.move_to_end(key)
             return entry, entry.function(*arguments), key
         started = time.perf_counter()
-        entry, out = self._first_call(spec, body, sources, arguments, notes)
+        entry, out = self._first_call(spec, body, sources, arguments, notes, tuple(lifted))
         entry.trace_seconds = self.last_trace_seconds = time.perf_counter() - started
         entry.keep = keep
         if key is not None:
@@ -133,11 +156,11 @@ class TraceCache:
         return entry, out, key
 
     def _first_call(self, spec: Any, body: Any, sources: list[Source], arguments: list[Any],
-                    notes: list[str]) -> tuple[_Entry, Any]:
+                    notes: list[str], lifted: tuple[str, ...] = ()) -> tuple[_Entry, Any]:
         """Trace once, then compile the traced graph with XLA; if XLA cannot compile the cell's
         ops, keep the graph as traced. The key pins shapes and dtypes, so the concrete functions
         are called directly, skipping tf.function's per-call argument binding and cache lookup."""
-        graph = _traced(spec, body, sources).get_concrete_function(*arguments)
+        graph = _traced(spec, body, sources, lifted).get_concrete_function(*arguments)
         found = effects.graph_effects(graph.graph.as_graph_def())
         if found:  # the op log saw none in the real run; the trace holds one (another branch): never run it
             raise _Impure("; ".join(found[:3]))
@@ -173,11 +196,12 @@ def _first_line(error: Exception) -> str:
     return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:160]}"
 
 
-def _traced(spec: Any, body: Any, sources: list[Source]) -> Any:
+def _traced(spec: Any, body: Any, sources: list[Source], lifted: tuple[str, ...] = ()) -> Any:
     tensors = [s for s in sources if not s.is_variable]
 
     def traced(*arguments: Any) -> dict[str, Any]:
         overlay = {s.name: argument for s, argument in zip(tensors, arguments)}
+        overlay.update(zip(lifted, arguments[len(tensors):]))
         graph_sources = [Source(s.name, overlay.get(s.name, s.value)) for s in sources]
         with Recorder(spec, graph_sources) as recorder:
             recorder.run(lambda: body.replay(graph_sources, overlay))
@@ -226,7 +250,20 @@ class _Uncomparable(Exception):
     pass
 
 
-def _key(spec: Any, body: Any, sources: list[Source], keep: list[Any]) -> tuple[Any, ...] | None:
+def _common_dtype(sources: list[Source]) -> Any:
+    dtypes = {s.value.dtype for s in sources}
+    return next(iter(dtypes)) if len(dtypes) == 1 else None
+
+
+def _liftable(body: Any, sources: list[Source]) -> dict[str, float]:
+    """The plain Python floats a cell reads, to pass in as tensors of its sources' one float dtype."""
+    if body.kind != "cell" or _common_dtype(sources) is None or not _common_dtype(sources).is_floating:
+        return {}
+    names = {s.name for s in sources}
+    return {name: value for name, value in body.captured().items() if type(value) is float and name not in names}
+
+
+def _key(spec: Any, body: Any, sources: list[Source], keep: list[Any], lifted: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
     options = (spec.order, spec.jacobian, spec.hessian, spec.auto_watch, spec.watch_sources, spec.targets)
     shapes = []
     for s in sources:
@@ -235,12 +272,12 @@ def _key(spec: Any, body: Any, sources: list[Source], keep: list[Any]) -> tuple[
             shapes.append((s.name, "var", id(s.value)))
         else:
             shapes.append((s.name, tuple(s.value.shape.as_list()), s.value.dtype.name))
-    arguments = {s.name for s in sources if not s.is_variable}  # passed in, not captured
+    arguments = {s.name for s in sources if not s.is_variable} | set(lifted or {})  # passed in, not captured
     try:
         reads = _Fingerprint(keep).of({name: value for name, value in body.captured().items() if name not in arguments})
     except _Uncomparable:
         return None
-    return (body.key(), options, tuple(shapes), reads)
+    return (body.key(), options, tuple(shapes), reads, tuple(sorted(lifted or {})))
 
 
 class _Fingerprint:

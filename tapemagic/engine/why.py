@@ -13,9 +13,9 @@ import tensorflow as tf
 
 from .._spec import TapeSpec
 from .cell import Cell
-from .sources import Source, describe_type, leaves
+from .sources import Source, describe_type, is_differentiable_target, leaves
 
-__all__ = ["explain", "rebinding_notes", "frozen_notes", "unavailable", "no_gradient", "failed_again", "missing_note"]
+__all__ = ["opaque", "hessian_unknown", "explain", "rebinding_notes", "frozen_notes", "unavailable", "no_gradient", "failed_again", "missing_note"]
 
 
 def no_gradient(error: LookupError) -> str:
@@ -172,3 +172,38 @@ def unavailable(spec: TapeSpec, record: Any, reasons: dict[str, str]) -> dict[st
         if asked and missing:
             out[kind] = because or "TensorFlow returned no derivative"
     return out
+
+
+def opaque(effects_seen: list[str]) -> str | None:
+    """Why a higher derivative TensorFlow reports as unconnected is unknown rather than zero."""
+    for words in effects_seen:
+        if "py_function" in words or "numpy_function" in words:
+            return ("unknown, not zero: the cell runs Python code in a tf.py_function or tf.numpy_function "
+                    f"({words}), whose gradient TensorFlow cannot differentiate again")
+    return None
+
+
+def hessian_unknown(record: Any, sources: list[Source], cell: Cell | None, effects_seen: list[str],
+                    watched: Any) -> str | None:
+    """Whether the zeros a Hessian has where a first derivative is None are unknown rather than zero.
+    A source the target simply does not depend on has zero second derivatives (what TensorFlow's
+    unconnected_gradients=ZERO gives). But where the path was cut (the value left TensorFlow, an op
+    TensorFlow differentiates once, an unwatched source, a target that is no tensor), they are unknown."""
+    first = record.orders.get(1, {})
+    cut = [source for source in sources if first.get(source.name) is None]
+    if not cut:
+        return None
+    name = cut[0].name
+    if not is_differentiable_target(record.value):
+        return f"the target is not a floating-point tensor, so it has no second derivatives to show (see ∂/∂{name})"
+    hidden = opaque(effects_seen)
+    if hidden:
+        return hidden
+    if cell is not None and cell.hints:
+        line, words = cell.hints[0]
+        return (f"unknown, not zero: the first derivative with respect to {name} is None because line {line} {words}; "
+                "the second derivatives through that point are unknown")
+    unwatched = [source.name for source in cut if not watched(source)]
+    if unwatched:
+        return f"unknown, not zero: {', '.join(unwatched)} was not watched, so its derivatives are unknown"
+    return None

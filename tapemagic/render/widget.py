@@ -233,9 +233,8 @@ class Explorer:
                 self.error.value = _wrap(f'<div class="why">plotting failed: {escape(type(error).__name__)}: {escape(str(error))}</div>')
 
     def _figure(self, result: Any) -> bytes:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
+        # A Figure of its own, drawn by the Agg canvas directly: pyplot's backend (the user's
+        # %matplotlib inline, say) is never touched.
         from matplotlib.figure import Figure
 
         name = next(iter(self.sliders))
