@@ -33,3 +33,8 @@ def test_overhead_benchmark_runs():
 def test_mlp_benchmark_runs():
     out = run(str(BENCHMARKS / "mlp_train.py"), "--mnist-dir", MNIST_DIR, "--limit", "2000", "--epochs", "1", "--fast-epochs", "2")
     assert "document" in out and "fast" in out and "ratio fast/document" in out
+
+
+def test_sources_benchmark_runs_and_agrees():
+    out = run(str(BENCHMARKS / "sources.py"), "--sizes", "20", "--repeats", "1")
+    assert "same Hessian" in out and "ratio" in out

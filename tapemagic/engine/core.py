@@ -39,8 +39,11 @@ def _tensorflow_warnings(notes: list[str]) -> Iterator[None]:
     def keep(record: logging.LogRecord) -> bool:
         if record.levelno >= logging.WARNING:
             message = record.getMessage().strip()
-            if message and message not in notes:
-                notes.append(f"TensorFlow said: {message}")
+            if "retracing" in message:
+                return False  # TensorFlow's own pfor functions retrace: nothing the user did or can do
+            first = (message.splitlines() or [""])[0][:240]  # not pfor's dumps of whole ops
+            if first and f"TensorFlow said: {first}" not in notes:
+                notes.append(f"TensorFlow said: {first}")
             return False
         return True
 
