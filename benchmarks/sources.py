@@ -1,6 +1,6 @@
 """A Hessian over K separate scalar variables against the same Hessian over one K-element vector.
 
-    python benchmarks/sources.py [--sizes 100 500] [--repeats 3]
+    python benchmarks/sources.py [--sizes 100 500] [--repeats 3] [--eager]
 
 A model with many small variables asks for the first kind. f(v) = sum(sin(v) v²) + vᵀAv, the
 same function of K scalar tf.Variables stacked in the cell, or of one tf.Variable of K elements;
@@ -26,12 +26,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--eager", action="store_true", help="the eager path (as --eager, or a cell that changes state)")
     args = parser.parse_args()
     import tensorflow as tf
 
     import tapemagic
 
-    print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPU cores, float32")
+    print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPU cores, float32, {'eager' if args.eager else 'traced'} path")
     print(f"{'K':>5s} {'K sources first':>16s} {'one vector first':>17s} {'K sources':>10s} {'one vector':>11s}  ratio")
     for k in args.sizes:
         rng = np.random.default_rng(0)
@@ -45,8 +46,8 @@ def main() -> None:
 
         def call(which: str) -> object:
             if which == "many":
-                return tapemagic.tape(code_many, ["vs"], namespace=many, hessian=True, engine=engines["many"]).hessian
-            return tapemagic.tape(code_one, ["v"], namespace=one, hessian=True, engine=engines["one"]).hessian
+                return tapemagic.tape(code_many, ["vs"], namespace=many, hessian=True, eager=args.eager, engine=engines["many"]).hessian
+            return tapemagic.tape(code_one, ["v"], namespace=one, hessian=True, eager=args.eager, engine=engines["one"]).hessian
 
         first = {}
         results = {}
