@@ -108,7 +108,7 @@ class Engine:
         with _tensorflow_warnings(notes), Recorder(spec, sources, tangents) as recorder:
             with log.active():
                 recorder.run(lambda: body.run(sources))
-            naming = _namer(namespace)
+            naming = _VariableNames(namespace)
             recorder.first_order(naming, naming.frozen)
             seen = static + log.effects
             refused = _jacobians_too_big(spec, recorder) if spec.jacobian else {}
@@ -149,7 +149,7 @@ class Engine:
         recorder.values = {name: d.value for name, d in derived.items()}
         recorder.watched = variables
         return self._result(spec, body, body.target_names(), recorder, derived, {}, notes, None, "traced", {}, [],
-                            _namer(None))
+                            _VariableNames(None))
 
     def _result(self, spec: TapeSpec, body: Any, names: tuple[str, ...], recorder: Recorder,
                 derived: dict[str, Derivatives], extra: dict[str, dict[str, Any]], notes: list[str],
@@ -264,10 +264,6 @@ def _jacobians_too_big(spec: TapeSpec, recorder: Recorder) -> dict[str, str]:
         if reason:
             refused[name] = reason
     return refused
-
-
-def _namer(namespace: dict[str, Any] | None) -> _VariableNames:
-    return _VariableNames(namespace)
 
 
 def _undo_conversions(sources: list[Source]) -> None:

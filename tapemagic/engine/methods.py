@@ -9,7 +9,6 @@ accumulator watches the real one (see :class:`.derive.Recorder`).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from typing import Any, Iterator
 
 import numpy as np

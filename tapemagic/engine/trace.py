@@ -67,15 +67,11 @@ class TraceCache:
             if not source.is_variable and not body.can_replace(source):
                 notes.append(f"eager tapes: {source.name} is a tensor inside another object; name it directly to trace")
                 return None
-        try:
-            entry, out, key = self._call(spec, body, sources, notes)
-        except _Impure as error:
-            notes.append(f"eager tapes: the traced graph would change state ({error}), so it was not run; the "
-                         "derivatives come from the tapes of the one real run")
+        called = self._attempt(spec, body, sources, notes, "cell",
+                               "the derivatives come from the tapes of the one real run")
+        if called is None:
             return None
-        except Exception as error:  # noqa: BLE001 - any failure: the eager tapes of the real run answer
-            notes.append(f"eager tapes: tracing the cell failed ({_first_line(error)})")
-            return None
+        entry, out, key = called
         disagreement = _disagreement(out, recorder)
         if disagreement:
             if key is not None:
@@ -100,15 +96,10 @@ class TraceCache:
     def function_run(self, spec: Any, body: Any, sources: list[Source], notes: list[str]) -> dict[str, Derivatives] | None:
         """For a function whose code shows no effect: its one run is the traced graph itself (value,
         gradients and the rest), made only if the graph holds no state-changing op. None: run eagerly."""
-        try:
-            entry, out, _ = self._call(spec, body, sources, notes)
-        except _Impure as error:
-            notes.append(f"eager tapes: the traced function would change state ({error}), so it was not run; the "
-                         "function ran once, eagerly")
+        called = self._attempt(spec, body, sources, notes, "function", "the function ran once, eagerly")
+        if called is None:
             return None
-        except Exception as error:  # noqa: BLE001 - the eager run that follows shows a user's own error
-            notes.append(f"eager tapes: tracing the function failed ({_first_line(error)})")
-            return None
+        entry, out, _ = called
         compiled = " compiled by XLA" if entry.xla else ""
         notes.append(f"traced: the function ran once, as its cached tf.function{compiled}" if self.last_trace_seconds is None
                      else f"traced: the function ran once, as a tf.function{compiled} traced on this call (its code "
@@ -117,6 +108,17 @@ class TraceCache:
             value=out["values"][name], orders=dict(out["derivatives"][name]),
             jacobian=out["jacobians"].get(name), hessian=out["hessians"].get(name), missing={},
         ) for name in out["values"]}
+
+    def _attempt(self, spec: Any, body: Any, sources: list[Source], notes: list[str], what: str,
+                 instead: str) -> tuple[_Entry, Any, Any] | None:
+        """:meth:`_call`, or None with a note saying why the trace was not used and what ran instead."""
+        try:
+            return self._call(spec, body, sources, notes)
+        except _Impure as error:
+            notes.append(f"eager tapes: the traced {what} would change state ({error}), so it was not run; {instead}")
+        except Exception as error:  # noqa: BLE001 - any failure: the eager path answers (a user's error shows there)
+            notes.append(f"eager tapes: tracing the {what} failed ({_first_line(error)})")
+        return None
 
     def _call(self, spec: Any, body: Any, sources: list[Source], notes: list[str]) -> tuple[_Entry, Any, Any]:
         """The cached function for this key called, or a new one traced, checked and called.

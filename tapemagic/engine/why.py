@@ -145,7 +145,7 @@ def rebinding_notes(sources: list[Source], cell: Cell | None, namespace: dict[st
         now = ("another tf.Variable" if isinstance(current, tf.Variable) else "a Tensor" if tf.is_tensor(current)
                else f"a {describe_type(current)}")
         advice = (f" To update a variable in place, use {source.name}.assign(...)." if source.is_variable else
-                  f" To differentiate with respect to the new value, give it another name or run another %%tape cell.")
+                  " To differentiate with respect to the new value, give it another name or run another %%tape cell.")
         notes.append(
             f"line {line} rebinds {source.name} ({what}) to {now}: derivatives are with respect to "
             f"the {source.name} the cell started with.{advice}"
