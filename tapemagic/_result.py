@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping
 
 from ._spec import TapeSpec
@@ -127,6 +128,8 @@ class TapeResult:
     passes: Mapping[str, int] = dataclasses.field(default_factory=dict)
     rerun: Any = dataclasses.field(default=None, repr=False, compare=False)
     replay_effects: tuple[str, ...] = ()  # what a second run would change; empty: replays leave no trace
+    # The Keras models (in the user's namespace) that own a source: what ``layers`` names its rows by.
+    models: tuple[Any, ...] = dataclasses.field(default=(), repr=False, compare=False)
 
     # -- numbers --------------------------------------------------------------
     @property
@@ -161,6 +164,16 @@ class TapeResult:
     def hessian(self) -> Any:
         """All second partials over the flattened sources, in source order."""
         return self.target.hessian
+
+    @functools.cached_property
+    def layers(self) -> Any:
+        """The gradient flow by layer of the Keras model(s) the sources belong to: a
+        :class:`~tapemagic.engine.flow.LayerTable`, one row per layer and variable, input
+        layer first (empty when no source is a Keras model's variable). Computed once, from
+        the gradients above: nothing runs again."""
+        from .engine import flow
+
+        return flow.analyse(self)
 
     def of(self, target: str) -> TargetResult:
         """The numbers for one target by name."""

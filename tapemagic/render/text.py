@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import table
+from . import flow, table
 
 __all__ = ["render"]
 
@@ -29,6 +29,7 @@ def render(result: Any) -> str:
     else:
         lines.append("watched: no variables")
     lines.extend(f"note: {note}" for note in result.notes)
+    lines.extend(flow.text(result))  # a Keras model's gradient flow by layer; nothing for other sources
     return "\n".join(lines)
 
 
