@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from . import effects, seeds
+from . import effects, flat, seeds
 from .derive import Derivatives, Recorder
 from .sources import Source, as_variable, leaves
 
@@ -48,6 +48,7 @@ class _Entry:
     keep: list[Any]  # what the key names by identity, kept alive so no other object can take its id
     trace_seconds: float = 0.0
     xla: bool = False
+    flat: bool = False  # the sources were fed as one vector (flat.py)
 
 
 class TraceCache:
@@ -57,6 +58,7 @@ class TraceCache:
         self.size = size
         self._entries: collections.OrderedDict[Any, _Entry] = collections.OrderedDict()
         self._no_lift: set[Any] = set()  # cells that need their floats as Python numbers
+        self._no_flat: set[Any] = set()  # cells whose sources cannot be fed as one vector
         self.last_trace_seconds: float | None = None
 
     def derive(self, spec: Any, body: Any, sources: list[Source], recorder: Recorder,
@@ -67,8 +69,9 @@ class TraceCache:
             if not source.is_variable and not body.can_replace(source):
                 notes.append(f"eager tapes: {source.name} is a tensor inside another object; name it directly to trace")
                 return None
+        layout = flat.plan(spec, body, sources, recorder.first) if body.key() not in self._no_flat else None
         called = self._attempt(spec, body, sources, notes, "cell",
-                               "the derivatives come from the tapes of the one real run")
+                               "the derivatives come from the tapes of the one real run", layout)
         if called is None:
             return None
         entry, out, key = called
@@ -87,6 +90,9 @@ class TraceCache:
             reran = "re-ran the cell's code once, on a copy of the namespace, to trace it; the cell changes no state, so this left no trace"
             notes.append(f"traced: derivatives were computed in a tf.function{compiled} that {reran}"
                          + ("" if key is not None else f" (not kept for reuse: {_UNCOMPARABLE})"))
+        if entry.flat:
+            notes.append(f"traced: the {len(sources)} sources went into the trace as one vector, so the "
+                         f"{'Hessian' if spec.hessian else 'Jacobian'} is one pass over all of them")
         return {name: Derivatives(
             value=recorder.values[name],
             orders={1: recorder.first[name], **{k: v for k, v in out["derivatives"][name].items() if k > 1}},
@@ -110,47 +116,58 @@ class TraceCache:
         ) for name in out["values"]}
 
     def _attempt(self, spec: Any, body: Any, sources: list[Source], notes: list[str], what: str,
-                 instead: str) -> tuple[_Entry, Any, Any] | None:
+                 instead: str, layout: flat.Plan | None = None) -> tuple[_Entry, Any, Any] | None:
         """:meth:`_call`, or None with a note saying why the trace was not used and what ran instead."""
         try:
-            return self._call(spec, body, sources, notes)
+            return self._call(spec, body, sources, notes, layout)
         except _Impure as error:
             notes.append(f"eager tapes: the traced {what} would change state ({error}), so it was not run; {instead}")
         except Exception as error:  # noqa: BLE001 - any failure: the eager path answers (a user's error shows there)
             notes.append(f"eager tapes: tracing the {what} failed ({_first_line(error)})")
         return None
 
-    def _call(self, spec: Any, body: Any, sources: list[Source], notes: list[str]) -> tuple[_Entry, Any, Any]:
+    def _call(self, spec: Any, body: Any, sources: list[Source], notes: list[str],
+              layout: flat.Plan | None = None) -> tuple[_Entry, Any, Any]:
         """The cached function for this key called, or a new one traced, checked and called.
 
         Python floats the cell reads (a learning rate, a coefficient) are passed in as scalar
         tensors, not baked into the graph: a new value reuses the trace instead of adding one
         more compiled function to TensorFlow's memory on every change. A cell that needs such a
-        float as a Python number (``range(n)``, an ``if``) is traced again with it baked in."""
+        float as a Python number (``range(n)``, an ``if``) is traced again with it baked in.
+        Likewise a cell whose sources cannot be fed as one vector (``layout``) is traced again
+        with them one by one."""
         lifted = _liftable(body, sources) if body.key() not in self._no_lift else {}
-        try:
-            return self._call_with(spec, body, sources, notes, lifted)
-        except _Impure:
-            raise
-        except Exception:
-            if not lifted:
+        attempts = [(lifted, layout)] + ([(lifted, None)] if layout is not None else []) + ([({}, None)] if lifted else [])
+        for number, (lift, lay) in enumerate(attempts):
+            try:
+                return self._call_with(spec, body, sources, notes, lift, lay)
+            except _Impure:
                 raise
-            self._no_lift.add(body.key())
-            return self._call_with(spec, body, sources, notes, {})
+            except Exception:
+                if number == len(attempts) - 1:
+                    raise
+                if lay is not None:
+                    self._no_flat.add(body.key())
+                else:
+                    self._no_lift.add(body.key())
+        raise AssertionError("unreachable")  # pragma: no cover - the last attempt returns or raises
 
     def _call_with(self, spec: Any, body: Any, sources: list[Source], notes: list[str],
-                   lifted: dict[str, Any]) -> tuple[_Entry, Any, Any]:
+                   lifted: dict[str, Any], layout: flat.Plan | None = None) -> tuple[_Entry, Any, Any]:
         keep: list[Any] = []
         key = _key(spec, body, sources, keep, lifted)
+        if key is not None and layout is not None:
+            key = (key, "one vector")
         dtype = _common_dtype(sources)
-        arguments = [s.value for s in sources if not s.is_variable] + [tf.constant(v, dtype) for v in lifted.values()]
+        fed = [layout.vector(sources)] if layout is not None else [s.value for s in sources if not s.is_variable]
+        arguments = fed + [tf.constant(v, dtype) for v in lifted.values()]
         self.last_trace_seconds = None
         entry = self._entries.get(key) if key is not None else None
         if entry is not None:
             self._entries.move_to_end(key)
             return entry, entry.function(*arguments), key
         started = time.perf_counter()
-        entry, out = self._first_call(spec, body, sources, arguments, notes, tuple(lifted))
+        entry, out = self._first_call(spec, body, sources, arguments, notes, tuple(lifted), layout)
         entry.trace_seconds = self.last_trace_seconds = time.perf_counter() - started
         entry.keep = keep
         if key is not None:
@@ -158,15 +175,20 @@ class TraceCache:
         return entry, out, key
 
     def _first_call(self, spec: Any, body: Any, sources: list[Source], arguments: list[Any],
-                    notes: list[str], lifted: tuple[str, ...] = ()) -> tuple[_Entry, Any]:
+                    notes: list[str], lifted: tuple[str, ...] = (),
+                    layout: flat.Plan | None = None) -> tuple[_Entry, Any]:
         """Trace once, then compile the traced graph with XLA; if XLA cannot compile the cell's
         ops, keep the graph as traced. The key pins shapes and dtypes, so the concrete functions
         are called directly, skipping tf.function's per-call argument binding and cache lookup."""
-        graph = _traced(spec, body, sources, lifted).get_concrete_function(*arguments)
+        graph = _traced(spec, body, sources, lifted, layout).get_concrete_function(*arguments)
         found = effects.graph_effects(graph.graph.as_graph_def())
         if found:  # the op log saw none in the real run; the trace holds one (another branch): never run it
             raise _Impure("; ".join(found[:3]))
-        return self._compile(graph, arguments, notes)
+        if layout is not None and flat.reached_otherwise(graph, sources):
+            raise _NotFlat("the cell reaches a source other than by its name")
+        entry, out = self._compile(graph, arguments, notes)
+        entry.flat = layout is not None
+        return entry, out
 
     def _compile(self, graph: Any, arguments: list[Any], notes: list[str]) -> tuple[_Entry, Any]:
         entry = _Entry(function=graph, keep=[])
@@ -194,19 +216,34 @@ class _Impure(Exception):
     """The traced graph holds a state-changing op."""
 
 
+class _NotFlat(Exception):
+    """The traced graph reads a source other than through its slice of the one vector."""
+
+
 def _first_line(error: Exception) -> str:
     return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:160]}"
 
 
-def _traced(spec: Any, body: Any, sources: list[Source], lifted: tuple[str, ...] = ()) -> Any:
+def _traced(spec: Any, body: Any, sources: list[Source], lifted: tuple[str, ...] = (),
+            layout: flat.Plan | None = None) -> Any:
     tensors = [s for s in sources if not s.is_variable]
 
     def traced(*arguments: Any) -> dict[str, Any]:
-        overlay = {s.name: argument for s, argument in zip(tensors, arguments)}
-        overlay.update(zip(lifted, arguments[len(tensors):]))
-        graph_sources = [Source(s.name, overlay.get(s.name, s.value)) for s in sources]
+        if layout is None:
+            overlay = {s.name: argument for s, argument in zip(tensors, arguments)}
+            overlay.update(zip(lifted, arguments[len(tensors):]))
+            graph_sources = [Source(s.name, overlay.get(s.name, s.value)) for s in sources]
+            replay = lambda: body.replay(graph_sources, overlay)  # noqa: E731
+        else:
+            z = arguments[0]
+            graph_sources = [Source(flat.FLAT_NAME, z)]
+
+            def replay() -> dict[str, Any]:  # the slices are cut under the tapes, so they reach z
+                overlay = layout.overlay(layout.parts(z))
+                overlay.update(zip(lifted, arguments[1:]))
+                return body.replay(sources, overlay)
         with Recorder(spec, graph_sources) as recorder:
-            recorder.run(lambda: body.replay(graph_sources, overlay))
+            recorder.run(replay)
             for name, value in recorder.values.items():
                 if leaves(value) is None:
                     raise TypeError(f"the target {name} is a {type(value).__name__}, not a tensor")
@@ -218,7 +255,7 @@ def _traced(spec: Any, body: Any, sources: list[Source], lifted: tuple[str, ...]
             "jacobians": {name: d.jacobian for name, d in derived.items() if d.jacobian is not None},
             "hessians": {name: d.hessian for name, d in derived.items() if d.hessian is not None},
         }
-        return seeds.eliminate(out)
+        return seeds.eliminate(out if layout is None else layout.split(out))
 
     # Traced without jit_compile, then compiled as a whole by the caller: under XLA, pfor would
     # put each Jacobian in a function of its own, out of reach of seeds.eliminate.
