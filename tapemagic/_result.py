@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Mapping
+import math
+from typing import Any, Iterator, Mapping, Sequence, overload
 
 from ._spec import TapeSpec
 
-__all__ = ["TapeResult", "TargetResult", "SourceInfo", "WatchedInfo", "CheckReport"]
+__all__ = ["TapeResult", "TargetResult", "SourceInfo", "WatchedInfo", "CheckReport", "LayerRow", "LayerTable"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +108,100 @@ def _by_source(values: Mapping[str, Any], reasons: Mapping[str, str]) -> dict[st
     return {name: values.get(name) for name in names}
 
 
+LAYER_COLUMNS = ("layer", "kind", "variable", "shape", "norm", "max_abs", "zeros", "relative", "flag", "source", "reason")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerRow:
+    """One variable of one layer and its gradient.
+
+    ``norm`` is the gradient's L2 norm, ``max_abs`` its largest |g|, ``zeros`` the share
+    of its elements that are exactly 0, ``relative`` = ||g|| / ||w|| (None where the weights
+    are all zero); all None where there is no gradient. ``flag`` says in a few words what
+    looks wrong ("" when nothing does), ``reason`` the long form for a None gradient, and
+    ``source`` the name the result gives the variable (None when it was not a source).
+    """
+
+    layer: str
+    kind: str
+    variable: str
+    shape: tuple[int, ...]
+    norm: float | None
+    max_abs: float | None
+    zeros: float | None
+    relative: float | None
+    flag: str
+    source: str | None
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerTable(Sequence[LayerRow]):
+    """The rows of a model's gradient flow, input layer first. Index it by position
+    (``table[0]``) or by a layer's path (``table["sequential/dense"]``: that layer's rows);
+    ``table.to_pandas()`` (or ``pandas.DataFrame(table)``) gives a DataFrame."""
+
+    target: str = ""
+    rows: tuple[LayerRow, ...] = ()
+
+    @overload
+    def __getitem__(self, index: int) -> LayerRow: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[LayerRow, ...]: ...
+    @overload
+    def __getitem__(self, index: str) -> tuple[LayerRow, ...]: ...
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, str):
+            found = tuple(row for row in self.rows if row.layer == index)
+            if not found:
+                raise KeyError(f"no layer {index!r}: the layers are {', '.join(self.layer_names()) or 'none'}")
+            return found
+        return self.rows[index]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[LayerRow]:
+        return iter(self.rows)
+
+    def layer_names(self) -> list[str]:
+        """Each layer's path once, input layer first."""
+        return list(dict.fromkeys(row.layer for row in self.rows))
+
+    def layer_norms(self) -> list[tuple[str, str, float | None]]:
+        """(layer, kind, norm) per layer: the norm of all its variables' gradients together,
+        None when none of them has a gradient."""
+        out = []
+        for name in self.layer_names():
+            rows = self[name]
+            norms = [row.norm for row in rows if row.norm is not None]
+            out.append((name, rows[0].kind, math.sqrt(sum(n * n for n in norms)) if norms else None))
+        return out
+
+    def flagged(self) -> tuple[LayerRow, ...]:
+        """The rows whose flag says something looks wrong."""
+        return tuple(row for row in self.rows if row.flag)
+
+    def to_pandas(self) -> Any:
+        """The table as a pandas DataFrame (pandas is optional: ``pip install pandas``)."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("to_pandas needs pandas, which tapemagic does not install: pip install pandas") from None
+        return pandas.DataFrame([dataclasses.asdict(row) for row in self.rows], columns=list(LAYER_COLUMNS))
+
+    def __repr__(self) -> str:
+        from .render import flow
+
+        return "\n".join(flow.text_table(self)) or "LayerTable(no Keras model among the sources)"
+
+    def _repr_html_(self) -> str:
+        from .render import flow
+
+        return flow.table_html(self)
+
+
 @dataclasses.dataclass(frozen=True)
 class TapeResult:
     """The result of a ``%%tape`` cell or a :func:`tapemagic.tape` call.
@@ -166,9 +261,9 @@ class TapeResult:
         return self.target.hessian
 
     @functools.cached_property
-    def layers(self) -> Any:
+    def layers(self) -> LayerTable:
         """The gradient flow by layer of the Keras model(s) the sources belong to: a
-        :class:`~tapemagic.engine.flow.LayerTable`, one row per layer and variable, input
+        :class:`LayerTable`, one row per layer and variable, input
         layer first (empty when no source is a Keras model's variable). Computed once, from
         the gradients above: nothing runs again."""
         from .engine import flow

@@ -17,6 +17,7 @@ import tensorflow as tf
 from IPython.utils.capture import capture_output
 
 from conftest import run
+from tapemagic._result import LAYER_COLUMNS, LayerRow, LayerTable
 from tapemagic.engine import flow as flow_engine
 from tapemagic.render import flow as flow_view
 
@@ -41,7 +42,7 @@ def plain_gradients(model, loss_of) -> list[np.ndarray | None]:
             for g in plain.gradient(loss, model.trainable_variables)]
 
 
-def rows_by_path(table) -> dict[str, flow_engine.LayerRow]:
+def rows_by_path(table) -> dict[str, LayerRow]:
     return {f"{row.layer}/{row.variable}": row for row in table}
 
 
@@ -342,14 +343,14 @@ def test_table_indexes_and_becomes_a_dataframe(shell):
     setup(shell, MLP)
     r, _ = tape(shell, "model.trainable_variables", MSE)
     frame = r.layers.to_pandas()
-    assert list(frame.columns) == list(flow_engine.COLUMNS) and len(frame) == 4
+    assert list(frame.columns) == list(LAYER_COLUMNS) and len(frame) == 4
     assert frame["norm"].tolist() == [row.norm for row in r.layers]
     constructed = pandas.DataFrame(r.layers)
     assert constructed["layer"].tolist() == [row.layer for row in r.layers]
     assert r.layers[1:3] == r.layers.rows[1:3] and len(r.layers) == 4
     assert repr(r.layers).splitlines()[0].split() == ["layer", "variable", "shape", "||g||", "max|g|", "zeros",
                                                       "||g||/||w||", "flag"]
-    assert repr(flow_engine.LayerTable()) == "LayerTable(no Keras model among the sources)"
+    assert repr(LayerTable()) == "LayerTable(no Keras model among the sources)"
 
 
 # -- the views ---------------------------------------------------------------------------
@@ -412,7 +413,7 @@ def test_fallback_colours_contrast_on_white(pair):
 def test_no_keras_model_is_looked_for_without_a_namespace():
     assert flow_engine.owners(None, []) == ()
     assert flow_engine.owners({"w": tf.Variable(1.0)}, []) == ()
-    empty = dataclasses.replace(flow_engine.LayerTable(), target="f")
+    empty = dataclasses.replace(LayerTable(), target="f")
     assert len(empty) == 0
 
 
@@ -424,3 +425,11 @@ def test_charts_share_a_span_and_flagged_layers_are_red():
     assert f"fill:var({flow_view.FLAGGED[0]}, {flow_view.FLAGGED[1]})" in shared
     assert f"fill:var({flow_view.FLAGGED[0]}" not in own
     assert flow_view.decades([0.5, None, 5.0, float("inf")]) == (-1, 1)
+
+
+def test_the_table_shows_itself_in_a_notebook(shell):
+    setup(shell, MLP)
+    r, _ = tape(shell, "model.trainable_variables", MSE)
+    assert r.layers._repr_html_() == flow_view.html(r) and "<svg" in r.layers._repr_html_()
+    assert repr(r.layers).splitlines() == flow_view.text(r)[1:]
+    assert LayerTable()._repr_html_() == ""

@@ -10,14 +10,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
-from typing import Any, Iterator, Sequence, overload
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from .._result import LayerRow, LayerTable
 from .sources import as_variable
 
-__all__ = ["LayerRow", "LayerTable", "owners", "analyse", "EXPLODING_RELATIVE", "EXPLODING_NORM",
+__all__ = ["owners", "analyse", "EXPLODING_RELATIVE", "EXPLODING_NORM",
            "VANISHING_RELATIVE", "VANISHING_SHARE"]
 
 # The flags' thresholds. ||g||/||w|| above 10 means one plain gradient step with learning rate 0.1
@@ -26,94 +27,6 @@ EXPLODING_RELATIVE = 10.0
 EXPLODING_NORM = 1e3  # for variables whose weights are all zero (a fresh bias), where no ratio exists
 VANISHING_RELATIVE = 1e-5
 VANISHING_SHARE = 1e-4  # a layer's norm below this share of the model's largest layer norm
-
-COLUMNS = ("layer", "kind", "variable", "shape", "norm", "max_abs", "zeros", "relative", "flag", "source", "reason")
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerRow:
-    """One variable of one layer and its gradient.
-
-    ``norm`` is the gradient's L2 norm, ``max_abs`` its largest |g|, ``zeros`` the share
-    of its elements that are exactly 0, ``relative`` = ||g|| / ||w|| (None where the weights
-    are all zero); all None where there is no gradient. ``flag`` says in a few words what
-    looks wrong ("" when nothing does), ``reason`` the long form for a None gradient, and
-    ``source`` the name the result gives the variable (None when it was not a source).
-    """
-
-    layer: str
-    kind: str
-    variable: str
-    shape: tuple[int, ...]
-    norm: float | None
-    max_abs: float | None
-    zeros: float | None
-    relative: float | None
-    flag: str
-    source: str | None
-    reason: str = ""
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerTable(Sequence[LayerRow]):
-    """The rows of a model's gradient flow, input layer first. Index it by position
-    (``table[0]``) or by a layer's path (``table["sequential/dense"]``: that layer's rows);
-    ``table.to_pandas()`` (or ``pandas.DataFrame(table)``) gives a DataFrame."""
-
-    target: str = ""
-    rows: tuple[LayerRow, ...] = ()
-
-    @overload
-    def __getitem__(self, index: int) -> LayerRow: ...
-    @overload
-    def __getitem__(self, index: slice) -> tuple[LayerRow, ...]: ...
-    @overload
-    def __getitem__(self, index: str) -> tuple[LayerRow, ...]: ...
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, str):
-            found = tuple(row for row in self.rows if row.layer == index)
-            if not found:
-                raise KeyError(f"no layer {index!r}: the layers are {', '.join(self.layer_names()) or 'none'}")
-            return found
-        return self.rows[index]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __iter__(self) -> Iterator[LayerRow]:
-        return iter(self.rows)
-
-    def layer_names(self) -> list[str]:
-        """Each layer's path once, input layer first."""
-        return list(dict.fromkeys(row.layer for row in self.rows))
-
-    def layer_norms(self) -> list[tuple[str, str, float | None]]:
-        """(layer, kind, norm) per layer: the norm of all its variables' gradients together,
-        None when none of them has a gradient."""
-        out = []
-        for name in self.layer_names():
-            rows = self[name]
-            norms = [row.norm for row in rows if row.norm is not None]
-            out.append((name, rows[0].kind, math.sqrt(sum(n * n for n in norms)) if norms else None))
-        return out
-
-    def flagged(self) -> tuple[LayerRow, ...]:
-        return tuple(row for row in self.rows if row.flag)
-
-    def to_pandas(self) -> Any:
-        """The table as a pandas DataFrame (pandas is optional: ``pip install pandas``)."""
-        try:
-            import pandas
-        except ImportError:
-            raise ImportError("to_pandas needs pandas, which tapemagic does not install: pip install pandas") from None
-        return pandas.DataFrame([dataclasses.asdict(row) for row in self.rows], columns=list(COLUMNS))
-
-    def __repr__(self) -> str:
-        from ..render import flow  # lazy: the engine never imports a renderer at import time
-
-        return "\n".join(flow.text_table(self)) or "LayerTable(no Keras model among the sources)"
-
 
 # -- which models ---------------------------------------------------------------------------------
 

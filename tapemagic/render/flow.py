@@ -13,7 +13,7 @@ from typing import Any, Collection, Sequence
 
 from . import numbers
 
-__all__ = ["text", "text_table", "html", "chart", "decades", "flagged_layers", "TEXT", "BAR", "FLAGGED", "NONE", "GRID"]
+__all__ = ["text", "text_table", "html", "table_html", "chart", "decades", "flagged_layers", "TEXT", "BAR", "FLAGGED", "NONE", "GRID"]
 
 PRECISION = 3
 # Colours: a JupyterLab variable and the fallback a plain HTML page (nbviewer, GitHub) gets.
@@ -86,7 +86,11 @@ _STYLE = (
 
 def html(result: Any) -> str:
     """A heading, the chart of per-layer norms, and the table; "" when ``result.layers`` is empty."""
-    table = result.layers
+    return table_html(result.layers)
+
+
+def table_html(table: Any) -> str:
+    """:func:`html` for a :class:`~tapemagic.LayerTable` itself (what ``r.layers`` shows in a notebook)."""
     if not len(table):
         return ""
     heading = f"gradient flow by layer (∂{table.target}/∂·, input layer first)"
