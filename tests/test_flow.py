@@ -227,7 +227,7 @@ x = tf.constant(np.random.default_rng(7).uniform(size=(32, 4)), tf.float32)
     gradients = plain_gradients(model, lambda: tf.reduce_mean(model(x) ** 2 + model(x)))
     assert not np.any(gradients[0])  # the plain tape agrees: every unit is dead
     kernel = rows_by_path(r.layers)["dead/dense/kernel"]
-    assert kernel.flag == "dead units: all 8 (ReLU gives 0 for every example in the batch)"
+    assert kernel.flag == "dead ReLU units: all 8" and "0 for every example" in kernel.reason
     assert kernel.zeros == 1.0 and kernel.norm == 0.0
     check_against(r.layers, model, gradients)
 
@@ -238,7 +238,7 @@ def test_some_dead_units_are_counted():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4, activation="relu")])
     owned = flow_engine._Owned("m/dense", model.layers[0], model.layers[0].kernel, False)
     assert flow_engine._dead_units(owned, layer_kernel) == (2, 4)
-    assert flow_engine._zero_flag(owned, layer_kernel, 0.5) == "dead units: 2 of 4 (ReLU gives 0 for every example in the batch)"
+    assert flow_engine._zero_flag(owned, layer_kernel, 0.5) == "dead ReLU units: 2 of 4"
 
 
 def test_exploding_weights_are_flagged(shell):
@@ -433,3 +433,22 @@ def test_the_table_shows_itself_in_a_notebook(shell):
     assert r.layers._repr_html_() == flow_view.html(r) and "<svg" in r.layers._repr_html_()
     assert repr(r.layers).splitlines() == flow_view.text(r)[1:]
     assert LayerTable()._repr_html_() == ""
+
+
+def test_a_layer_is_red_when_it_explodes_or_all_its_gradients_are_flagged():
+    def row(layer, variable, norm, flag=""):
+        return LayerRow(layer, "Dense", variable, (2,), norm, norm, 0.0, None, flag, None)
+    table = LayerTable("loss", (
+        row("m/healthy", "kernel", 1.0), row("m/healthy", "bias", 1e-9, "vanishing: ||g|| is 1e-09 of ||w||"),
+        row("m/explodes", "kernel", 1e6, "exploding: ||g|| is 1e+05x ||w||"), row("m/explodes", "bias", 1.0),
+        row("m/dead", "kernel", 0.0, "dead ReLU units: all 2"), row("m/dead", "bias", 0.0, "zero: the gradient is exactly 0 everywhere"),
+        row("m/frozen", "kernel", None, "None: frozen layer (trainable=False)")))
+    assert flow_view.flagged_layers(table) == {"m/explodes", "m/dead"}
+
+
+def test_a_model_kept_in_a_dict_is_found(shell):
+    setup(shell, MLP + "models = {'mlp': model}\ndel model")
+    r, _ = tape(shell, "", "loss = tf.reduce_mean((models['mlp'](x) - y) ** 2)")
+    assert r.layers.layer_names() == ["mlp/dense", "mlp/dense_1"]
+    assert flow_engine.owners({"models": list(range(200)) + [shell.user_ns["models"]["mlp"]]},
+                              [s.value for s in r.sources]) == ()  # not inside long lists

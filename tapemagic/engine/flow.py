@@ -28,24 +28,40 @@ EXPLODING_NORM = 1e3  # for variables whose weights are all zero (a fresh bias),
 VANISHING_RELATIVE = 1e-5
 VANISHING_SHARE = 1e-4  # a layer's norm below this share of the model's largest layer norm
 
+
 # -- which models ---------------------------------------------------------------------------------
 
 def owners(namespace: dict[str, Any] | None, variables: Sequence[Any]) -> tuple[Any, ...]:
-    """The Keras models in ``namespace`` that own any of ``variables`` (tf.Variables, as the
-    engine's sources hold them), outermost only: a model inside another found model is
-    named through it. Namespace order; empty when Keras was never imported."""
+    """The Keras models in ``namespace`` (or one level down, in a dict, list or tuple there) that
+    own any of ``variables`` (tf.Variables, as the engine's sources hold them), outermost only: a
+    model inside another found model is named through it. Namespace order; empty when Keras was
+    never imported."""
     if not namespace or "keras" not in sys.modules:
         return ()
     import keras
 
     wanted = {id(variable) for variable in variables}
     found: list[Any] = []
-    for name, value in list(namespace.items()):
-        if name.startswith("_") or not isinstance(value, keras.Model) or any(value is seen for seen in found):
+    for value in _candidates(namespace):
+        if not isinstance(value, keras.Model) or any(value is seen for seen in found):
             continue
         if wanted & {id(inner) for inner in _inner_variables(value)}:
             found.append(value)
     return tuple(model for model in found if not any(_contains(other, model) for other in found if other is not model))
+
+
+_CONTAINER_LIMIT = 100  # a notebook's dict of a few models, not a dataset held in a list
+
+
+def _candidates(namespace: dict[str, Any]) -> Iterator[Any]:
+    for name, value in list(namespace.items()):
+        if name.startswith("_"):
+            continue
+        yield value
+        if isinstance(value, dict) and len(value) <= _CONTAINER_LIMIT:
+            yield from list(value.values())
+        elif isinstance(value, (list, tuple)) and len(value) <= _CONTAINER_LIMIT:
+            yield from value
 
 
 def _inner_variables(layer: Any) -> Iterator[Any]:
@@ -194,7 +210,15 @@ def _measured_row(owned: _Owned, source: str, gradient: Any) -> LayerRow:
     flag = _size_flag(norm, relative, finite) or _zero_flag(owned, g, zeros) or (
         "frozen layer (trainable=False): an optimizer leaves it" if owned.frozen else "")
     return LayerRow(owned.path, type(owned.layer).__name__, _leaf_name(owned.variable), _shape(owned.variable),
-                    norm, max_abs if finite else math.inf, zeros, relative, flag, source)
+                    norm, max_abs if finite else math.inf, zeros, relative, flag, source, _measured_reason(flag))
+
+
+def _measured_reason(flag: str) -> str:
+    if flag.startswith("dead ReLU units"):
+        return ("a dead unit's ReLU gave 0 for every example in the batch, so its column of the kernel (and its "
+                "bias) gets no gradient and cannot recover; a LeakyReLU, a smaller learning rate or a different "
+                "initialisation keeps units alive")
+    return ""
 
 
 def _as_numpy(value: Any) -> np.ndarray:
@@ -219,7 +243,7 @@ def _zero_flag(owned: _Owned, g: np.ndarray, zeros: float) -> str:
     if dead is not None and dead[0]:
         count, units = dead
         which = f"all {units}" if count == units else f"{count} of {units}"
-        return f"dead units: {which} (ReLU gives 0 for every example in the batch)"
+        return f"dead ReLU units: {which}"
     if g.size and zeros == 1.0:
         return "zero: the gradient is exactly 0 everywhere"
     return ""

@@ -78,8 +78,9 @@ _STYLE = (
     ".tapemagic-flow table{border-collapse:collapse;margin:4px 0}"
     ".tapemagic-flow th,.tapemagic-flow td{padding:2px 8px;text-align:left;"
     f"border-bottom:1px solid {_colour(GRID)}}}"
-    ".tapemagic-flow td.number{text-align:right}"
-    f".tapemagic-flow .flag{{color:{_colour(FLAGGED)}}}.tapemagic-flow .none{{color:{_colour(NONE)}}}"
+    ".tapemagic-flow td{white-space:nowrap}.tapemagic-flow td.number{text-align:right}"
+    f".tapemagic-flow .flag{{color:{_colour(FLAGGED)};white-space:normal}}"
+    f".tapemagic-flow .none{{color:{_colour(NONE)}}}"
     "</style>"
 )
 
@@ -99,8 +100,15 @@ def table_html(table: Any) -> str:
 
 
 def flagged_layers(table: Any) -> set[str]:
-    """Layers with a row flagged for its size or dead units (not for a None gradient, shown as None)."""
-    return {row.layer for row in table if row.flag and not row.flag.startswith(("None", "not a source", "frozen"))}
+    """Layers whose bar is red: one of its gradients explodes, or every gradient it has is flagged
+    (a layer is not red for a small bias beside a healthy kernel)."""
+    red = set()
+    for name in table.layer_names():
+        measured = [row for row in table[name] if row.norm is not None]
+        if any(row.flag.startswith("exploding") for row in measured) or (
+                measured and all(row.flag and not row.flag.startswith("frozen") for row in measured)):
+            red.add(name)
+    return red
 
 
 def _html_table(table: Any) -> str:
