@@ -28,8 +28,8 @@ class TapeMagics(Magics):
     """Differentiate notebook cells with tf.GradientTape."""
 
     display = Enum(list(DISPLAYS), default_value="auto",
-                   help="How %%tape shows results: auto (widget where it can, else HTML/text), "
-                        "widget, html, text or none.").tag(config=True)
+                   help="How %%tape shows results: auto or html (static HTML and text, readable in every "
+                        "frontend), widget (the same HTML in an ipywidget), text or none.").tag(config=True)
     precision = Int(4, help="Significant digits shown for numbers.").tag(config=True)
     max_elements = Int(12, help="Arrays with more elements than this are summarized.").tag(config=True)
 
@@ -67,6 +67,8 @@ class TapeMagics(Magics):
             self.shell.user_ns[spec.out] = result
         if result.display == "none" or _ends_with_semicolon(cell):
             return None  # a trailing ';' hides the output, as in any IPython cell; -o still stored it
+        if _explorable(result):
+            return _show_explorer(result)
         return result
 
     def _refuse_builtin_sources(self, spec: Any) -> None:
@@ -90,6 +92,36 @@ class TapeMagics(Magics):
                 f"{head} is Python's builtin {kind} {head}, not a variable of this notebook, so it cannot be "
                 f"{what}: name a variable defined in an earlier cell, e.g. x = tf.Variable(3.0), then %%tape x"
             )
+
+
+def _explorable(result: Any) -> bool:
+    """--explore shows sliders where a frontend can render widgets (a kernel) and the cell may run again."""
+    from .render import widget
+
+    return (bool(result.spec.explore) and result.rerun is not None and result.display != "text"
+            and widget.in_kernel())
+
+
+def _show_explorer(result: Any) -> None:
+    """The static result with a display id and the slider widget below it; each slider move updates the static
+    output in place, so the saved notebook holds the last position's numbers and plot (no widget needed to read
+    them). Returns None: the result is shown here, not as the cell's value (-o stores it)."""
+    from IPython.display import display
+
+    from .render import widget
+
+    try:
+        explorer = widget.Explorer(result)
+    except ImportError:  # no ipywidgets: the static result alone
+        display(result)
+        return None
+    if not explorer.sliders:  # no scalar float source to slide
+        display(result)
+        return None
+    handle = display(explorer.bundle(), raw=True, display_id=True)
+    explorer.on_update = lambda bundle: handle.update(bundle, raw=True)
+    display(explorer.box)
+    return None
 
 
 TapeMagics.tape.__doc__ = "::\n\n  " + HELP.replace("\n", "\n  ")

@@ -302,7 +302,7 @@ class TapeResult:
         return dataclasses.replace(self, **settings)
 
     def widget(self) -> Any:
-        """The ipywidgets view of this result (what JupyterLab shows)."""
+        """The static view in an ipywidgets box (what ``--display widget`` shows)."""
         from .render import widget
 
         return widget.build(self)
@@ -324,14 +324,16 @@ class TapeResult:
         printer.text(self.to_text())
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """text/plain and static text/html: readable in every frontend, with or without a kernel, trusted or
+        not, exported or not. Only ``--display widget`` adds a widget view (its content the same HTML)."""
         if self.display == "none":
             return {"text/plain": ""}
         bundle: dict[str, Any] = {"text/plain": self.to_text()}
         if self.display == "text":
             return bundle
         bundle["text/html"] = self.to_html()
-        if self.display in ("auto", "widget"):
+        if self.display == "widget":
             from .render import widget
 
-            bundle.update(widget.bundle(self, required=self.display == "widget"))
+            bundle.update(widget.bundle(self))
         return bundle

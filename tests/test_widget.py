@@ -1,30 +1,44 @@
-"""The widget view's structure and contents (its rendering in a browser is test_browser.py)."""
+"""The widget side (--display widget, the --explore sliders) and what the static view shows in its sections.
+
+The view a user reads is the static HTML (the widget of --display widget holds the same HTML); its rendering in a
+browser is test_browser.py.
+"""
 from __future__ import annotations
+
+import asyncio
+import time
 
 import ipywidgets as w
 import numpy as np
+import pytest
 import tensorflow as tf
 
 import tapemagic
-from tapemagic.render import widget
+from tapemagic._api import new_engine, run_code
+from tapemagic._spec import parse_line
+from tapemagic.render import heatmap, html, widget
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-def tabs_of(view):
-    header, tabs = view.children[:2]
-    assert isinstance(header, w.HTML) and isinstance(tabs, w.Tab)
-    assert tuple(tabs.titles) == widget.TAB_TITLES
-    return header.value, [child.value for child in tabs.children]
+def view_html(result) -> str:
+    """The HTML inside the widget view, which is the static view itself."""
+    view = result.widget()
+    assert isinstance(view, w.VBox) and "tapemagic-view" in view._dom_classes
+    (inner,) = view.children
+    assert isinstance(inner, w.HTML) and inner.value == html.render(result)
+    return inner.value
 
 
 def test_scalars():
     r = tapemagic.tape(lambda x, y: x**2 * y + y + 2, [3.0, 4.0], order=2, hessian=True)
-    header, (values, chains, matrices, watched, notes) = tabs_of(r.widget())
-    assert "f = 42" in header and "order 2" in header
-    assert "<td>24</td>" in values and "<td>8</td>" in values
-    assert "f = 42 &rarr; ∂f/∂x = 24 &rarr; ∂²f/∂x² = 8" in chains
-    assert 'title="[0, 1] = 6"' in matrices and "Hessian of f over (x, y)" in matrices
-    assert "no variables" in watched
-    assert "the cell ran with it as a float32 tf.constant" in notes
+    page = view_html(r)
+    assert "f = 42" in page and "order 2" in page
+    assert "<td>24</td>" in page and "<td>8</td>" in page
+    assert "f = 42 &rarr; ∂f/∂x = 24 &rarr; ∂²f/∂x² = 8" in page
+    assert 'title="H[0, 1] = 6.0"' in page and "Hessian of f over (x, y)" in page
+    assert "no variables" in page
+    assert "the cell ran with it as a float32 tf.constant" in page
 
 
 def test_vectors_matrices_and_watched_variables():
@@ -32,80 +46,119 @@ def test_vectors_matrices_and_watched_variables():
     bias = tf.Variable(np.array([0.5, -0.5, 1.0]), name="bias")
     namespace = {"tf": tf, "kernel": kernel, "bias": bias, "x": tf.constant([[1.0, 2.0]], tf.float64)}
     r = tapemagic.tape("y = tf.reduce_sum(tf.matmul(x, kernel) + bias)", [], namespace=namespace, jacobian=True)
-    _, (values, _, matrices, watched, _) = tabs_of(r.widget())
-    assert "<td>kernel</td>" in values and "[[1, 1, 1], [2, 2, 2]]" in values
-    assert "<td>kernel</td><td>(2, 3)</td><td>float64</td><td>trainable</td>" in watched
-    assert "<td>bias</td>" in watched
-    assert "Jacobian ∂y/∂kernel" in matrices
+    page = view_html(r)
+    assert "<td>kernel</td>" in page and "[[1, 1, 1], [2, 2, 2]]" in page
+    assert "<td>kernel</td><td>(2, 3)</td><td>float64</td><td>trainable</td>" in page
+    assert "<td>bias</td>" in page
+    assert "Jacobian ∂y/∂kernel" in page
 
 
-def test_none_gradient_reason_is_in_values_and_notes():
+def test_none_gradient_reason_is_under_the_values():
     namespace = {"tf": tf, "x": tf.Variable(1.0), "z": tf.Variable(2.0)}
     r = tapemagic.tape("y = x * 2", ["x", "z"], namespace=namespace)
-    _, (values, _, _, _, notes) = tabs_of(r.widget())
-    assert "None*" in values and "∂y/∂z is None: y does not depend on z" in values
-    assert "∂y/∂z is None" in notes
+    page = view_html(r)
+    values_end = page.index("</table>")
+    assert "None*" in page[:values_end]
+    assert page.index('<div class="tm-why">* ∂y/∂z is None: y does not depend on z') == values_end + len("</table>")
 
 
 def test_nan_is_highlighted():
     r = tapemagic.tape(lambda x: tf.sqrt(x), [tf.constant([-1.0, 4.0])])
-    _, (values, *_) = tabs_of(r.widget())
-    assert 'class="bad"' in values and "nan" in values
+    page = view_html(r)
+    assert 'class="tm-bad"' in page and "nan" in page
 
 
 def test_large_tensor_is_summarized_and_heatmap_averaged():
     x = tf.constant(np.linspace(-1, 1, 200))
     r = tapemagic.tape(lambda x: tf.reduce_sum(x**3), [x], hessian=True)
-    _, (values, _, matrices, _, _) = tabs_of(r.widget())
-    assert "shape (200,) min -1 max 1" in values
-    assert "200×200 averaged in blocks to 40×40" in matrices
-    assert matrices.count("<td ") == 40 * 40
+    page = view_html(r)
+    assert "shape (200,) min -1 max 1" in page
+    assert "200×200 shown as 40×40 blocks of up to 5×5" in page
+    grid = page[page.index('<table class="tm-heatmap"'):]
+    assert grid[:grid.index("</table>")].count("<td ") == 40 * 40
 
 
 def test_heatmap_is_zero_centred():
-    html = widget.heatmap(np.array([[-2.0, 0.0], [1.0, 2.0]]), 4)
-    assert "background:#ffffff" in html  # zero is white
-    assert 'title="[0, 0] = -2" style="min-width:34px;height:22px;background:#3272ff' in html  # the most negative is blue
-    assert 'title="[1, 1] = 2" style="min-width:34px;height:22px;background:#ff3f32' in html  # the most positive is red
-    assert 'title="[1, 1] = 2"' in html
+    page = heatmap.render(np.array([[-2.0, 0.0], [1.0, 2.0]]), 4)
+    assert 'title="H[0, 1] = 0.0"' in page and "background:#f7f7f7" in page  # zero is near-white, framed grey
+    assert 'title="H[0, 0] = -2.0"' in page and "background:#2166ac" in page  # the most negative is blue
+    assert 'title="H[1, 1] = 2.0"' in page and "background:#b2182b" in page  # the most positive is red
+
+
+def explore(code: str, line: str, namespace: dict):
+    return run_code(new_engine(), parse_line(line), code, namespace)
 
 
 def test_explore_sliders_rerun_and_errors_keep_the_view_alive():
     namespace = {"tf": tf, "x": tf.Variable(1.0)}
-    r = tapemagic.tape("if float(x) > 2.5:\n    raise ValueError('too big')\ny = x ** 3", ["x"], namespace=namespace)
-    assert r.rerun is None  # only --explore keeps a way to re-run
-    from tapemagic._api import new_engine, run_code
-    from tapemagic._spec import parse_line
-
-    r = run_code(new_engine(), parse_line("x --explore --range x=-2:4"), "if float(x) > 2.5:\n    raise ValueError('too big')\ny = x ** 3", namespace)
-    explorer = widget.Explorer(r)
+    code = "if float(x) > 2.5:\n    raise ValueError('too big')\ny = x ** 3"
+    assert tapemagic.tape(code, ["x"], namespace=dict(namespace)).rerun is None  # only --explore can re-run
+    r = explore(code, "x --explore --range x=-2:4", namespace)
+    shown: list[dict] = []
+    explorer = widget.Explorer(r, on_update=shown.append)
     slider = explorer.sliders["x"]
     assert (slider.min, slider.max, slider.value) == (-2.0, 4.0, 1.0)
-    assert "∂y/∂x = 3" in explorer.numbers.value and explorer.plot.value[:4] == b"\x89PNG"
+    assert "x       ()     float32  1      3" in explorer.bundle()["text/plain"] and '<svg class="tm-plot"' in explorer.bundle()["text/html"]
+    assert not shown  # the first output is the real run's result: nothing re-ran yet
     slider.value = 2.0
-    assert "∂y/∂x = 12" in explorer.numbers.value
+    assert "tape: y = 8" in shown[-1]["text/plain"] and "<td>12</td>" in shown[-1]["text/html"]
     slider.value = 3.0
-    assert "too big" in explorer.error.value and "∂y/∂x = 12" in explorer.numbers.value
+    assert "too big" in explorer.error.value and len(shown) == 1  # the output keeps the last good result
     slider.value = -1.0
-    assert explorer.error.value == "" and "∂y/∂x = 3" in explorer.numbers.value
+    assert explorer.error.value == "" and "<td>3</td>" in shown[-1]["text/html"] and "tape: y = -1" in shown[-1]["text/plain"]
     assert float(namespace["x"].numpy()) == 1.0  # the user's variable is untouched
-    view = widget.build(r)
-    assert isinstance(view.children[-1], w.VBox) and "tapemagic-explore" in view.children[-1]._dom_classes
-    slider = view.children[-1].children[0]
-    slider.value = 2.0  # the tabs follow the slider, not only the numbers under it
-    assert "y = 8" in view.children[0].value and "<td>12</td>" in view.children[1].children[0].value
+    assert "tapemagic-explore" in explorer.box._dom_classes and list(explorer.box.children)[:1] == [slider]
+
+
+def test_explore_plot_axes_stay_fixed_and_the_curve_is_computed_once():
+    namespace = {"tf": tf, "x": tf.Variable(1.0)}
+    r = explore("y = x ** 3", "x --explore --range x=-2:2", namespace)
+    calls = []
+    rerun = r.rerun
+
+    def counting(values):
+        calls.append(values)
+        return rerun(values)
+
+    explorer = widget.Explorer(r)
+    explorer.rerun = counting
+    before = explorer.plot
+    explorer.sliders["x"].value = 1.5
+    assert len(calls) == 1  # one re-run per move: the curve over the range is not recomputed
+    frame = before[:before.index("<polyline")]  # the axes' frame and range labels
+    assert explorer.plot.startswith(frame) and explorer.plot != before
+
+
+def test_explore_throttle_runs_the_latest_value_and_always_the_last():
+    namespace = {"tf": tf, "x": tf.Variable(1.0)}
+    r = explore("y = x ** 2", "x --explore --range x=-3:3", namespace)
+    shown: list[dict] = []
+    explorer = widget.Explorer(r, on_update=shown.append)
+
+    async def drag() -> None:
+        slider = explorer.sliders["x"]
+        for value in np.linspace(-3, 3, 60):
+            slider.value = float(np.round(value, 2))
+            await asyncio.sleep(0.004)  # far faster than the throttle's interval
+        await asyncio.sleep(explorer.INTERVAL_SECONDS * 4)
+
+    started = time.perf_counter()
+    asyncio.run(drag())
+    elapsed = time.perf_counter() - started
+    assert 1 <= len(shown) <= elapsed / explorer.INTERVAL_SECONDS + 2  # throttled: not one run per move
+    assert "tape: y = 9" in shown[-1]["text/plain"] and "<td>6</td>" in shown[-1]["text/html"]  # the last value ran
 
 
 def test_slider_steps_are_round():
     assert widget.nice_step(6.0) == 0.05 and widget.nice_step(1.0) == 0.01 and widget.nice_step(20.0) == 0.2
 
 
-def test_widget_bundle_only_in_a_kernel_unless_asked():
+def test_no_widget_view_unless_asked(monkeypatch):
     r = tapemagic.tape(lambda x: x * x, [2.0])
-    assert widget.bundle(r) == {}  # no kernel here: text and HTML only
-    data = widget.bundle(r, required=True)
-    assert "application/vnd.jupyter.widget-view+json" in data
-    assert "application/vnd.jupyter.widget-view+json" in r.with_display(display="widget")._repr_mimebundle_()
+    monkeypatch.setattr(widget, "in_kernel", lambda: True)  # even in a kernel, a plain result is static
+    assert set(r._repr_mimebundle_()) == {"text/plain", "text/html"}
+    bundle = r.with_display(display="widget")._repr_mimebundle_()
+    assert set(bundle) == {"text/plain", "text/html", WIDGET_VIEW}
 
 
 def test_without_ipywidgets_the_bundle_falls_back_to_html_and_text(monkeypatch):
@@ -116,3 +169,38 @@ def test_without_ipywidgets_the_bundle_falls_back_to_html_and_text(monkeypatch):
     bundle = r._repr_mimebundle_()
     assert set(bundle) == {"text/plain", "text/html"}
     assert "tape: f = 4" in bundle["text/plain"] and "<td>4</td>" in bundle["text/html"]
+
+
+@pytest.mark.parametrize("display", ["auto", "html", "widget"])
+def test_the_magic_shows_explore_as_a_static_output_updated_in_place(shell, monkeypatch, display):
+    from IPython.utils.capture import capture_output
+
+    monkeypatch.setattr(widget, "in_kernel", lambda: True)
+    updates: list = []
+    import IPython.display
+
+    original_update = IPython.display.DisplayHandle.update
+
+    def record(handle, obj, **kwargs):
+        updates.append((handle.display_id, obj))
+        return original_update(handle, obj, **kwargs)
+
+    monkeypatch.setattr(IPython.display.DisplayHandle, "update", record)
+    shell.run_cell("x = tf.Variable(3.0)\ny = tf.Variable(4.0)")
+    with capture_output() as captured:
+        returned = shell.run_cell_magic("tape", f"x y --explore --display {display} -o r", "f = x**2 * y + y + 2")
+    assert returned is None  # shown by the magic (static output, then sliders), not again as Out[]
+    static, sliders = captured.outputs
+    assert set(static.data) == {"text/plain", "text/html"} and "tape: f = 42" in static.data["text/plain"]
+    assert '<svg class="tm-plot"' in static.data["text/html"] and '<table class="tm-values">' in static.data["text/html"]
+    assert WIDGET_VIEW in sliders.data
+    r = shell.user_ns["r"]
+    from ipywidgets import Widget
+
+    box = Widget.widgets[sliders.data[WIDGET_VIEW]["model_id"]]
+    assert "tapemagic-explore" in box._dom_classes
+    box.children[0].value = 2.0  # x
+    (display_id, bundle), = updates
+    assert "tape: f = 22" in bundle["text/plain"] and "<td>16</td>" in bundle["text/html"]  # 2xy at x = 2
+    assert display_id and "watched: x () float32, y () float32" in bundle["text/plain"]  # as the cell watches them
+    assert float(shell.user_ns["x"].numpy()) == 3.0 and r.value.numpy() == 42.0  # the user's state is untouched

@@ -1,62 +1,138 @@
-"""Static HTML: what nbconvert, GitHub and nbviewer show. Every string is escaped."""
+"""Static HTML: the view every frontend shows (JupyterLab, Notebook 7, a reopened or untrusted notebook, nbconvert,
+VS Code, GitHub). Plain HTML, no script: collapsible ``<details>`` sections, heatmaps as tables, every long value
+copyable as Python. Every user string is escaped.
+
+Hooks other code relies on (the browser test): the root ``div.tapemagic``, ``table.tm-values``, ``.tm-heatmap``,
+``.tm-why`` (None explanations), ``.tm-note``, ``details.tm-section``, and ``svg.tm-plot`` for --explore.
+"""
 from __future__ import annotations
 
 from html import escape
 from typing import Any
 
-from . import table
+from . import heatmap, numbers, table
+from .style import STYLE
 
-__all__ = ["render", "STYLE"]
+__all__ = ["render", "section", "copyable", "STYLE", "COPY_LIMIT"]
 
-STYLE = (
-    "<style>"
-    ".tapemagic{font-family:var(--jp-code-font-family,monospace);font-size:12px;line-height:1.4}"
-    ".tapemagic table{border-collapse:collapse;margin:4px 0}"
-    ".tapemagic th,.tapemagic td{padding:2px 10px;text-align:left;border-bottom:1px solid #ddd;vertical-align:top}"
-    ".tapemagic th{font-weight:600;background:#f4f4f6}"
-    ".tapemagic .none{color:#b35c00}.tapemagic .bad{background:#fde2e2}"
-    ".tapemagic .head{font-weight:600}.tapemagic .settings{color:#666;font-weight:400}"
-    ".tapemagic .why{color:#7a4a00}.tapemagic .note{color:#555}"
-    ".tapemagic pre{margin:2px 0 6px 12px}"
-    "</style>"
-)
+COPY_LIMIT = 10_000  # elements; a larger value is not embedded in the page (the result object has it)
+_PRE = "white-space:pre;overflow:auto;max-height:18em;max-width:64em;margin:2px 0 4px 0"
 
 
-def render(result: Any) -> str:
-    parts = [STYLE, '<div class="tapemagic">',
-             f'<div class="head">{escape(table.header(result))} '
-             f'<span class="settings">({escape(table.settings(result))})</span></div>']
+def render(result: Any, plot: str | None = None) -> str:
+    """The whole result; ``plot`` is the --explore SVG, shown after the targets' tables."""
+    parts = [_header(result)]
     for target in result.targets:
-        if len(result.targets) > 1:
-            parts.append(f"<div>target <b>{escape(target.name)}</b></div>")
-        parts.append(_table(result, target))
-        for section in table.matrices(result, target):
-            parts.append(f"<div>{escape(section.title)}</div><pre>{escape(chr(10).join(section.lines))}</pre>")
-        parts.extend(f"<div>{escape(line)}</div>" for line in table.extras(result, target))
-        parts.extend(f'<div class="why">* {escape(line)}</div>' for line in table.reasons(result, target))
-    watched = table.watched_rows(result)
-    parts.append("<div>watched: " + (escape(", ".join(f"{n} {s} {d}" for n, s, d, _ in watched)) or "no variables") + "</div>")
-    parts.extend(f'<div class="note">note: {escape(note)}</div>' for note in result.notes)
-    parts.append("</div>")
-    return "".join(parts)
+        parts.extend(_target(result, target))
+    if plot:
+        parts.append(plot)
+    parts.extend(_result_sections(result))
+    return f'{STYLE}<div class="tapemagic">{"".join(parts)}</div>'
 
 
-def _table(result: Any, target: Any) -> str:
+def section(title: str, body: str, open_: bool = True) -> str:
+    """A collapsible section: plain ``<details>``, which needs no script and survives sanitizers."""
+    return (f'<details class="tm-section"{" open" if open_ else ""}><summary>{escape(title)}</summary>'
+            f"{body}</details>")
+
+
+def _header(result: Any) -> str:
+    return (f'<div class="tm-head">tape: {escape(table.header(result))} '
+            f'<span class="tm-settings">({escape(table.settings(result))})</span></div>')
+
+
+def _target(result: Any, target: Any) -> list[str]:
+    parts = [f'<div class="tm-head">target {escape(target.name)}</div>'] if len(result.targets) > 1 else []
+    parts.append(_values_table(result, target))
+    parts.extend(f'<div class="tm-why">* {escape(line)}</div>' for line in table.reasons(result, target))
+    parts.extend(f"<div>{escape(line)}</div>" for line in table.extras(result, target))
+    if result.spec.order >= 2:  # at order 1 a chain would only repeat the first derivative
+        parts.append(section("Higher orders", _chains(result, target)))
+    parts.extend(_matrix(result, matrix) for matrix in table.matrices(result, target))
+    return parts
+
+
+def _result_sections(result: Any) -> list[str]:
+    """Sections about the whole result, in order. A per-layer gradient table (render/flow.py) goes here:
+    ``if getattr(result, "layers", None): sections.append(section("Gradient flow", flow.html(result)))``."""
+    sections = [_watched(result)]
+    if result.notes:
+        notes = "".join(f'<div class="tm-note">note: {escape(note)}</div>' for note in result.notes)
+        sections.append(section(f"Notes ({len(result.notes)})", notes))
+    return sections
+
+
+def copyable(value: Any, what: str) -> str:
+    """Every element of a non-scalar value, as Python to paste (``np.array([...], dtype=...)``), folded away."""
+    data = numbers.as_array(value)
+    if data.size <= 1 or data.dtype.kind not in "biufc":
+        return ""
+    if data.size > COPY_LIMIT:
+        return (f'<div class="tm-note">{data.size} elements: more than {COPY_LIMIT} are not embedded in the page; '
+                f"store the result (-o r) and read {escape(what)} from it</div>")
+    return (f'<details class="tm-copy"><summary>all {data.size} as Python</summary>'
+            f'<pre style="{_PRE}">{escape(numbers.python_literal(data))}</pre></details>')
+
+
+def _values_table(result: Any, target: Any) -> str:
     rows = table.rows(result, target)
     if not rows:
-        return "<div>(no sources: name one, e.g. %%tape x)</div>"
+        return '<div class="tm-note">(no sources: name one, e.g. %%tape x)</div>'
     head = "".join(f"<th>{escape(title)}</th>" for title in table.column_titles(result, target))
     body = []
-    for row in rows:
-        cells = [row.source, row.shape, row.dtype, row.value, *row.derivatives]
-        tds = []
-        for index, cell in enumerate(cells):
-            classes = []
-            if cell.startswith("None"):
-                classes.append("none")
-            if row.nonfinite and index >= 3 and any(bad in cell for bad in ("nan", "inf")):
-                classes.append("bad")
-            attribute = f' class="{" ".join(classes)}"' if classes else ""
-            tds.append(f"<td{attribute}>{escape(cell)}</td>")
-        body.append("<tr>" + "".join(tds) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    for source, row in zip(result.sources, rows):
+        raw = [source.value] + [target.derivatives.get(k, {}).get(source.name) for k in range(1, result.spec.order + 1)]
+        labels = [f"the value of {source.name}"] + [table.derivative_label(target.name, source.name, k)
+                                                    for k in range(1, result.spec.order + 1)]
+        cells = [f"<td>{escape(text)}</td>" for text in (row.source, row.shape, row.dtype)]
+        for text, value, label in zip((row.value, *row.derivatives), raw, labels):
+            cells.append(_value_cell(text, value, label, row.nonfinite))
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="tm-values"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _value_cell(text: str, value: Any, label: str, row_nonfinite: bool) -> str:
+    classes = []
+    if text.startswith("None"):
+        classes.append("tm-none")
+    elif row_nonfinite and numbers.has_nonfinite(value):
+        classes.append("tm-bad")
+    attribute = f' class="{" ".join(classes)}"' if classes else ""
+    extra = "" if value is None else copyable(value, label)
+    return f"<td{attribute}>{escape(text)}{extra}</td>"
+
+
+def _chains(result: Any, target: Any) -> str:
+    """f = 42 → ∂f/∂x = 24 → ∂²f/∂x² = 8, one line per source."""
+    lines = []
+    p, m = result.precision, result.max_elements
+    for source in result.sources:
+        steps = [f"{escape(target.name)} = {escape(numbers.array(target.value, p, m))}"]
+        for k in range(1, result.spec.order + 1):
+            value = target.derivatives.get(k, {}).get(source.name)
+            shown = "None" if value is None else numbers.array(value, p, m)
+            steps.append(f"{escape(table.derivative_label(target.name, source.name, k))} = {escape(shown)}")
+        lines.append("<div>" + " &rarr; ".join(steps) + "</div>")
+    return "".join(lines) or '<div class="tm-note">(no sources)</div>'
+
+
+def _matrix(result: Any, matrix: Any) -> str:
+    if matrix.data is None:
+        body = "".join(f'<div class="tm-why">{escape(line)}</div>' for line in matrix.lines)
+        return section(matrix.title, body)
+    symbol = "H" if matrix.title.startswith("Hessian") else "J"
+    if matrix.data.ndim == 0:
+        return section(matrix.title, f"<div>{escape(numbers.scalar(matrix.data.item(), result.precision))}</div>")
+    return section(matrix.title, heatmap.render(matrix.data, result.precision, symbol)
+                   + copyable(matrix.data, matrix.title.split(",")[0]))
+
+
+def _watched(result: Any) -> str:
+    watched = table.watched_rows(result)
+    if not watched:
+        return "<div>watched: no variables</div>"
+    names = ", ".join(name for name, *_ in watched[:4]) + (f", … ({len(watched)} in all)" if len(watched) > 4 else "")
+    rows = "".join("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in watched)
+    body = ('<table class="tm-watched"><thead><tr><th>variable</th><th>shape</th><th>dtype</th><th>trainable</th>'
+            f"</tr></thead><tbody>{rows}</tbody></table>")
+    return section(f"watched: {names}", body, open_=len(watched) <= 4)

@@ -1,11 +1,12 @@
 """Deterministic, one-line text for numbers and arrays (no ids, fixed formatting)."""
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 
-__all__ = ["as_array", "scalar", "array", "summary"]
+__all__ = ["as_array", "scalar", "array", "summary", "python_literal", "element"]
 
 
 def as_array(value: Any) -> np.ndarray:
@@ -87,3 +88,26 @@ def shape(dims: Any) -> str:
 def has_nonfinite(value: Any) -> bool:
     data = as_array(value)
     return data.dtype.kind in "fc" and not bool(np.all(np.isfinite(data)))
+
+
+def python_literal(value: Any) -> str:
+    """Every element at full precision as Python a user can paste: ``np.array([[1.5, 2.0]], dtype=np.float32)``.
+
+    Each float is the shortest text that reads back to the same number of its dtype (NumPy's ``str``), so a float32
+    copied from the view and read back as float32 is bit-for-bit the element shown."""
+    data = as_array(value)
+    if data.dtype.kind not in "biufc":
+        return repr(data.tolist())
+    dtype = f"np.{data.dtype.name}" if hasattr(np, data.dtype.name) else repr(data.dtype.name)
+    if data.ndim == 0:
+        return f"np.{data.dtype.name}({element(data[()])})" if hasattr(np, data.dtype.name) else element(data[()])
+    body = np.array2string(data, separator=", ", threshold=sys.maxsize, max_line_width=100,
+                           formatter={"float_kind": element, "complex_kind": element})
+    return f"np.array({body}, dtype={dtype})"
+
+
+def element(item: Any) -> str:
+    """One element at full precision, as Python reads it back (np.nan, np.inf for the non-finite)."""
+    if isinstance(item, (np.floating, float)) and not np.isfinite(item):
+        return "np.nan" if np.isnan(item) else ("np.inf" if item > 0 else "-np.inf")
+    return str(item)
