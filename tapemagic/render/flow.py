@@ -11,11 +11,8 @@ import math
 from html import escape
 from typing import Any, Collection, Sequence
 
-from . import numbers
-
-__all__ = ["text", "text_table", "html", "table_html", "chart", "decades", "flagged_layers", "TEXT", "BAR", "FLAGGED", "NONE", "GRID"]
-
-PRECISION = 3
+__all__ = ["text", "text_table", "html", "table_html", "chart", "decades", "flagged_layers",
+           "TEXT", "MUTED", "BAR", "FLAGGED", "NONE", "GRID"]
 # Colours: a JupyterLab variable and the fallback a plain HTML page (nbviewer, GitHub) gets.
 # Each fallback has a contrast of at least 4.5:1 on white (tests/test_flow.py measures it).
 TEXT = ("--jp-content-font-color1", "#1f1f1f")
@@ -37,11 +34,12 @@ def _colour(pair: tuple[str, str]) -> str:
 
 
 def _number(value: float | None) -> str:
-    return "None" if value is None else numbers.scalar(float(value), PRECISION)
+    """Three significant digits, the same on every machine: 63.5, 0.0771, 9.46e-08, inf."""
+    return "None" if value is None else f"{float(value):.3g}"
 
 
 def _percent(share: float | None) -> str:
-    return "" if share is None else numbers.scalar(share * 100, PRECISION) + "%"
+    return "" if share is None else f"{share * 100:.3g}%"
 
 
 def _cells(row: Any) -> list[str]:
@@ -200,5 +198,5 @@ def _bar(frame: _Frame, index: int, top: int, name: str, kind: str, norm: float 
     parts.append(f'<rect x="{frame.label_width}" y="{y + 3}" width="{max(end - frame.label_width, 1.0):.1f}" '
                  f'height="{_ROW_HEIGHT - 6}" style="fill:{colour}"/>')
     parts.append(f'<text x="{end + 4:.1f}" y="{middle:.1f}" style="fill:{_colour(TEXT)}">'
-                 f"{escape(numbers.scalar(norm, PRECISION))}</text>")
+                 f"{escape(_number(norm))}</text>")
     return parts
