@@ -46,13 +46,17 @@ def rows_by_path(table) -> dict[str, LayerRow]:
     return {f"{row.layer}/{row.variable}": row for row in table}
 
 
+def row_of(table, variable) -> LayerRow:
+    """The row of a Keras variable: its layer's name ends the row's path, its own name is the row's variable."""
+    layer, name = variable.path.rsplit("/", 2)[-2:]
+    (row,) = [r for r in table if r.variable == name and r.layer.rsplit("/", 1)[-1] == layer]
+    return row
+
+
 def check_against(table, model, gradients) -> None:
     """Each trainable variable's row holds the norm, max |g|, zero share and ratio of the plain gradient."""
-    rows = rows_by_path(table)
     for variable, gradient in zip(model.trainable_variables, gradients):
-        row = next(r for r in table if r.variable == variable.path.rsplit("/", 1)[-1]
-                   and r.layer.endswith(variable.path.rsplit("/", 2)[-2]))
-        assert row in rows.values()
+        row = row_of(table, variable)
         if gradient is None:
             assert row.norm is None and row.flag.startswith("None")
             continue
