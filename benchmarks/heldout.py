@@ -3,7 +3,7 @@
     python benchmarks/heldout.py                    # everything: cold and warm, three repeats (about 15 minutes)
     python benchmarks/heldout.py --quick            # tiny sizes, one repeat (the test runs this)
     python benchmarks/heldout.py --only mlp-hessian rosenbrock-500 --warm
-    python benchmarks/heldout.py --profile tanh-jacobian-1000   # cProfile of the cell's first run, in a fresh process
+    python benchmarks/heldout.py --profile order3 [--warm]       # cProfile of the cell's first (second) run
 
 Problems: the ten of issue 17 (Rosenbrock n = 100/500/2000 Hessian; logistic regression d = 200/1000 Hessian; a
 10-32-1 tanh MLP's loss Hessian over its 4 parameter tensors; softmax cross-entropy over 32x10 logits Hessian; the
@@ -451,7 +451,7 @@ def check_agreement(case: Case, results: dict[str, Any]) -> float:
 
 # Warm timing, in this process.
 
-def warm(case: Case, shell: Any, repeats: int, budget_s: float) -> tuple[list[dict[str, float]], float, str]:
+def warm(case: Case, shell: Any, repeats: int, budget_s: float, least_rounds: int = 3) -> tuple[list[dict[str, float]], float, str]:
     """Per repeat, each method's median ms over interleaved rounds; also the worst disagreement and tapemagic's path."""
     calls = methods(case, shell)
     first = {name: blocked(call()) for name, call in calls.items()}  # warm-up: traces, compiles, caches
@@ -460,7 +460,7 @@ def warm(case: Case, shell: Any, repeats: int, budget_s: float) -> tuple[list[di
     started = time.perf_counter()
     for call in calls.values():
         blocked(call())
-    rounds = max(3, min(40, int(budget_s / max(time.perf_counter() - started, 1e-3))))
+    rounds = max(least_rounds, min(40, int(budget_s / max(time.perf_counter() - started, 1e-3))))
     medians = []
     for repeat in range(repeats):
         times: dict[str, list[float]] = {name: [] for name in calls}
@@ -587,7 +587,7 @@ def ratios(per_repeat: list[dict[str, float]], numerator: str, denominator: str)
 def table(title: str, names: list[str], per_problem: list[list[dict[str, float]]], columns: list[tuple[str, str]]) -> dict:
     """Print each method's median ms and the ratios (median over repeats [min-max]); return the ratios' medians."""
     print(f"\n{title}")
-    header = f"{'problem':30s} " + " ".join(f"{m:>9s}" for m in METHODS) + "  " + "  ".join(f"{a}/{b:<6s}" for a, b in columns)
+    header = f"{'problem':30s} " + " ".join(f"{m:>9s}" for m in METHODS) + "".join(f"{a + '/' + b:>20s}" for a, b in columns)
     print(header)
     summary: dict[tuple[str, str], list[tuple[float, str]]] = {column: [] for column in columns}
     for name, repeats in zip(names, per_problem):
@@ -596,8 +596,8 @@ def table(title: str, names: list[str], per_problem: list[list[dict[str, float]]
         for a, b in columns:
             values = ratios(repeats, a, b)
             summary[(a, b)].append((statistics.median(values), name))
-            parts.append(f"{spread(values):>{len(a) + len(b) + 7}s}")
-        print(f"{name:30s} {cells}  " + "  ".join(parts), flush=True)
+            parts.append(f"{spread(values):>20s}")
+        print(f"{name:30s} {cells}" + "".join(parts), flush=True)
     print("times: ms, median over the repeats; ratios: median over the repeats [min-max]")
     return summary
 
@@ -620,8 +620,8 @@ def summary_table(cold_summary: dict | None, warm_summary: dict | None) -> None:
         print(f"{label:44s} {statistics.median(v for v, _ in values):7.2f}x {worst:7.2f}x  {worst_name}")
 
 
-def profile_first_cell(builder: Callable, size: int, lines: int = 30) -> None:
-    """cProfile of the cell's first run in a fresh process: where the cold time goes."""
+def profile_cell(builder: Callable, size: int, warm_run: bool, lines: int = 30) -> None:
+    """cProfile of the cell's first run (or, with ``warm_run``, its second) in a fresh process: where the time goes."""
     def child() -> dict[str, Any]:
         import cProfile
         import io
@@ -630,6 +630,8 @@ def profile_first_cell(builder: Callable, size: int, lines: int = 30) -> None:
         case = build(builder, size)
         shell = new_shell()
         shell.user_ns.update(case.namespace)
+        if warm_run:
+            blocked(tapemagic_value(case, run_cell(shell, case)))
         profiler = cProfile.Profile()
         profiler.enable()
         result = run_cell(shell, case)
@@ -640,8 +642,24 @@ def profile_first_cell(builder: Callable, size: int, lines: int = 30) -> None:
         return {"ms": 0.0, "path": result.path, "text": text.getvalue()}
 
     answer = forked(child)
-    print(f"\ncProfile of the first %%tape run of {builder.__name__} {size} (path: {answer['path']}):")
+    print(f"\ncProfile of the {'second' if warm_run else 'first'} %%tape run of {build_name(builder, size)} "
+          f"(path: {answer['path']}):")
     print(answer["text"])
+
+
+def code_state() -> str:
+    """Which tapemagic was measured: the commit, and whether tapemagic/ differs from it (others may be editing)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--", "tapemagic"], cwd=root, capture_output=True,
+                                 text=True).stdout.split()
+    except OSError:
+        return "tapemagic: not a git checkout"
+    edits = [path for path in changed if path.startswith("tapemagic/")]
+    return f"tapemagic at {head or '?'}" + (f", with uncommitted changes in {', '.join(edits)}" if edits else ", clean")
 
 
 def main() -> None:
@@ -653,7 +671,7 @@ def main() -> None:
     which.add_argument("--warm", action="store_true", help="warm calls only")
     parser.add_argument("--repeats", type=int, help="default 3 (1 with --quick)")
     parser.add_argument("--budget", type=float, help="seconds of warm calls per problem and repeat (default 4; 0.3 quick)")
-    parser.add_argument("--profile", metavar="NAME", help="print a cProfile of the first cell run of this problem and stop")
+    parser.add_argument("--profile", metavar="NAME", help="print a cProfile of the cell's first run of this problem (its second with --warm) and stop")
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
     budget = args.budget if args.budget is not None else (0.3 if args.quick else 4.0)
@@ -674,12 +692,13 @@ def main() -> None:
         matches = [(b, s) for b, s in selected if args.profile in build_name(b, s)]
         if not matches:
             parser.error(f"--profile {args.profile} matches no problem")
-        profile_first_cell(*matches[0])
+        profile_cell(*matches[0], warm_run=args.warm)
         return
     print(f"tensorflow {tf.__version__}, jax {jax.__version__}, {os.cpu_count()} CPU cores, float32 on the CPU; "
           f"{repeats} repeat(s); methods: cell = %%tape through IPython, api = tapemagic.tape with a reused engine, "
           "eager = plain TF tapes, function = tf.function(jit_compile=False), xla = tf.function(jit_compile=True), "
           "jax = jax.jit(hessian/jacrev/grad)", flush=True)
+    print(code_state(), flush=True)
     cold_times = cold(selected, repeats) if not args.warm else None  # forks first: this process has run no op yet
     shell = new_shell()
     names, warm_times = [], []
@@ -691,7 +710,7 @@ def main() -> None:
             worst = check_agreement(case, {name: blocked(call()) for name, call in calls.items()})
             print(f"  {case.name}: all methods agree (largest difference {worst:.1e} of the largest entry)", flush=True)
         else:
-            medians, worst, path = warm(case, shell, repeats, budget)
+            medians, worst, path = warm(case, shell, repeats, budget, least_rounds=1 if args.quick else 3)
             warm_times.append(medians)
             print(f"  {case.name}: all methods agree (largest difference {worst:.1e} of the largest entry); "
                   f"tapemagic's cell path when warm: {path}", flush=True)
