@@ -12,16 +12,19 @@ widget view, and drives its sliders as a user does, by setting ``slider.value``:
 - ``in a loop``: the same inside a running asyncio loop, as in a kernel, where the explorer may debounce or throttle:
   the time until the view shows the new value's result, delay included;
 - ``drag``: a drag at 60 moves a second for two seconds in the loop: how many updates it shows per second, and the
-  time from the last move to the view at rest.
+  time from the last move to the view at rest;
+- ``2nd slider``: ``update`` for E17's second slider (y), whose move also redraws the curve over the first one (x).
 
 Every updated result is checked against the derivatives by hand (E17: 2xy and x**2 + 1; E27: 3x**2 and 6x). Prints
 milliseconds per update (median, p90) and updates per second. Uses only the explorer's public surface: ``.sliders``
-(ipywidgets FloatSliders by source name), ``.update()``, and the view it updates (``.result``, ``.plot``).
+(ipywidgets FloatSliders by source name), ``.update()``, the display-update callback ``on_update(bundle)`` where
+the explorer takes one (the view is updated when it has been called with the new output), and ``.result``/``.plot``.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import os
 import statistics
 import sys
@@ -45,6 +48,20 @@ DRAG_RATE = 60  # slider moves per second during a drag (a browser sends about o
 RESULT_NAME = "_explore_result"
 
 
+class Updates:
+    """The explorer's display-update callback: counts the new outputs it hands to the display."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.at = 0.0  # perf_counter() of the last update
+        self.bundle: dict[str, str] = {}
+
+    def __call__(self, bundle: dict[str, str]) -> None:
+        self.count += 1
+        self.at = time.perf_counter()
+        self.bundle = bundle
+
+
 def explorer_for(shell: Any, example: tuple) -> tuple[Any, float]:
     """Run the example's --explore cell and build its Explorer; also the cell's own time (ms)."""
     from tapemagic.render import widget
@@ -57,13 +74,20 @@ def explorer_for(shell: Any, example: tuple) -> tuple[Any, float]:
     result = shell.user_ns[RESULT_NAME]
     if getattr(result, "rerun", None) is None:
         raise RuntimeError(f"{name}: the --explore cell made no rerun (notes: {'; '.join(result.notes)})")
+    if "on_update" in inspect.signature(widget.Explorer).parameters:  # the static output updated in place
+        updates = Updates()
+        explorer = widget.Explorer(result, on_update=updates)
+        explorer.updates = updates
+        return explorer, cell_ms
     return widget.Explorer(result), cell_ms
 
 
-def view_state(explorer: Any) -> tuple[int, Any]:
-    """What a user sees change: the result object the explorer shows and its plot."""
+def view_state(explorer: Any) -> tuple[int, int, Any]:
+    """What a user sees change: the outputs handed to the display, the result shown, and its plot."""
     plot = getattr(explorer, "plot", None)
-    return id(getattr(explorer, "result", None)), getattr(plot, "value", None)
+    updates = getattr(explorer, "updates", None)
+    return (updates.count if updates else 0, id(getattr(explorer, "result", None)),
+            plot if isinstance(plot, (str, bytes)) else getattr(plot, "value", None))
 
 
 def check(example: tuple, result: Any, values: dict[str, float]) -> None:
@@ -104,10 +128,10 @@ def time_rerun(example: tuple, explorer: Any, rerun: Callable[[dict[str, float]]
     return times
 
 
-def time_update(example: tuple, explorer: Any, moves: int) -> tuple[list[float], bool]:
+def time_update(example: tuple, explorer: Any, moves: int, slider_index: int = 0) -> tuple[list[float], bool]:
     """ms from slider.value = v to the updated view, no event loop running. If setting the value did not update the
     view by itself (an explorer that always defers), update() is called, and the time includes it."""
-    name = next(iter(explorer.sliders))
+    name = list(explorer.sliders)[slider_index]
     slider, times, deferred = explorer.sliders[name], [], False
     for value in move_values(slider, moves):
         before = view_state(explorer)
@@ -152,18 +176,22 @@ async def drag(example: tuple, explorer: Any, seconds: float) -> tuple[float, fl
     positions = np.linspace(slider.min, slider.max, max(2, int(seconds * DRAG_RATE)))
     updates, state = 0, view_state(explorer)
     started = time.perf_counter()
+    last_move = started
     for position in positions:
         slider.value = float(position)
+        last_move = time.perf_counter()
         await asyncio.sleep(1 / DRAG_RATE)
         if view_state(explorer) != state:
             updates, state = updates + 1, view_state(explorer)
     dragged = time.perf_counter() - started
-    last_move, settled = time.perf_counter(), time.perf_counter()
+    settled = last_move
     while time.perf_counter() - settled < 0.5:
         await asyncio.sleep(0.005)
         if view_state(explorer) != state:
             updates, state, settled = updates + 1, view_state(explorer), time.perf_counter()
     check(example, explorer.result, values_of(explorer))
+    if getattr(explorer, "updates", None) is not None:  # the callback knows when the last output was handed over
+        settled = explorer.updates.at
     return updates / dragged, max(0.0, (settled - last_move) * 1e3)
 
 
@@ -186,16 +214,18 @@ def main() -> None:
     shell.run_cell("import tensorflow as tf", store_history=False, silent=True)
     print(f"tensorflow {tf.__version__}, {os.cpu_count()} CPU cores; {moves} moves per measurement; ms per update")
     print(f"{'example':8s} {'cell ms':>8s} {'rerun med':>10s} {'p90':>7s} {'update med':>11s} {'p90':>7s} {'updates/s':>10s} "
-          f"{'in loop med':>12s} {'p90':>7s} {'drag updates/s':>15s} {'drag settle ms':>15s}")
+          f"{'in loop med':>12s} {'p90':>7s} {'drag updates/s':>15s} {'drag settle ms':>15s} {'2nd slider med':>15s} {'p90':>7s}")
     for example in EXAMPLES:
         explorer, cell_ms = explorer_for(shell, example)
         reruns = time_rerun(example, explorer, shell.user_ns[RESULT_NAME].rerun, moves)
         updates, deferred = time_update(example, explorer, moves)
+        others = time_update(example, explorer, moves, slider_index=1)[0] if len(explorer.sliders) > 1 else None
         looped = asyncio.run(time_in_loop(example, explorer, moves))
         rate, settle = asyncio.run(drag(example, explorer, seconds))
         print(f"{example[0]:8s} {cell_ms:8.1f} {statistics.median(reruns):10.2f} {p90(reruns):7.2f} "
               f"{statistics.median(updates):11.2f} {p90(updates):7.2f} {1e3 / statistics.median(updates):10.1f} "
-              f"{statistics.median(looped):12.2f} {p90(looped):7.2f} {rate:15.1f} {settle:15.1f}", flush=True)
+              f"{statistics.median(looped):12.2f} {p90(looped):7.2f} {rate:15.1f} {settle:15.1f}"
+              + (f" {statistics.median(others):15.2f} {p90(others):7.2f}" if others else f" {'-':>15s} {'-':>7s}"), flush=True)
         if deferred:
             print(f"  ({example[0]}: setting a slider did not update the view by itself; update() was called and timed)")
     print("every updated result agrees with the derivatives by hand (rtol 1e-4)")
