@@ -120,7 +120,11 @@ def _show_explorer(result: Any) -> None:
         return None
     handle = display(explorer.bundle(), raw=True, display_id=True)
     explorer.on_update = lambda bundle: handle.update(bundle, raw=True)
-    display(explorer.box)
+    sliders = explorer.box._repr_mimebundle_()
+    # What a frontend without the widget shows (a terminal, an export without widget state): what they were.
+    sliders["text/plain"] = "--explore sliders (they move while the kernel runs): " + ", ".join(
+        f"{name} in [{slider.min:g}, {slider.max:g}]" for name, slider in explorer.sliders.items())
+    display(sliders, raw=True)
     return None
 
 

@@ -114,7 +114,7 @@ def svg(curve: Curve, x0: float, y0: float, slope: float | None, target_label: s
     if slope is not None and np.isfinite(slope):
         x1, y1, x2, y2 = tangent_segment(upper, x0, y0, slope)
         parts.append(f'<line class="tm-tangent" x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" '
-                     'stroke="currentColor" stroke-width="1.8" stroke-dasharray="5 3"/>')
+                     'stroke="currentColor" stroke-width="2.5" stroke-linecap="round"/>')
     if np.isfinite(y0):
         parts.append(f'<circle class="tm-point" cx="{upper.x(x0):.1f}" cy="{upper.y(y0):.1f}" r="4"/>')
     parts += [_frame(lower, derivative_label), _polylines(lower, curve.grid, curve.slopes, "tm-curve")]
