@@ -49,10 +49,25 @@ def test_text_view_with_none_and_watched():
         "source  shape  dtype    value  ∂y/∂·",
         "x       ()     float32  3      6",
         "z       ()     float32  1      None*",
-        "* ∂y/∂z is None: y does not depend on z: z is not used to compute y, or only through operations "
-        "without a gradient (integer casts, argmax, rounding, assignment).",
+        "* ∂y/∂z is None: y does not depend on z: z is not used to compute y, or only through operations",
+        "  without a gradient (integer casts, argmax, rounding, assignment).",
         "watched: x () float32, z () float32",
     ]
+
+
+def test_text_view_of_a_model_is_one_block_per_source_and_fits_a_terminal():
+    import keras
+
+    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(128, activation="relu", name="hidden"),
+                              keras.layers.Dense(10, name="out")], name="mlp")
+    x = tf.random.stateless_normal((8, 784), seed=(1, 2))
+    namespace = {"model": model, "x": x, "tf": tf}
+    text = tapemagic.tape("loss = tf.reduce_mean(model(x) ** 2)", [], namespace=namespace).to_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 160, text
+    kernel = lines.index("mlp/hidden/kernel  (784, 128)  float32")
+    assert lines[kernel + 1].startswith("  value     shape (784, 128) min ")
+    assert lines[kernel + 2].startswith("  ∂loss/∂·  shape (784, 128) min ")
 
 
 def test_html_escapes_every_user_string():
