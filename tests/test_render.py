@@ -86,3 +86,22 @@ def test_display_modes_pick_the_mime_types():
     assert set(r.with_display(display="text")._repr_mimebundle_()) == {"text/plain"}
     assert set(r.with_display(display="html")._repr_mimebundle_()) == {"text/plain", "text/html"}
     assert r.with_display(display="none")._repr_mimebundle_() == {"text/plain": ""}
+
+
+def test_html_view_exact_header_and_values_table():
+    r = tapemagic.tape(lambda x: x * x, [2.0])
+    page = r.to_html()
+    assert page.startswith('<style>') and '</style><div class="tapemagic"><div class="tm-head">tape: f = 4 ' \
+        '<span class="tm-settings">(order 1, non-persistent, auto-watch, eager)</span></div>' in page
+    assert ('<table class="tm-values"><thead><tr><th>source</th><th>shape</th><th>dtype</th><th>value</th>'
+            '<th>∂f/∂·</th></tr></thead><tbody><tr><td>x</td><td>()</td><td>float32</td><td>2</td><td>4</td></tr>'
+            '</tbody></table>') in page
+    assert page.endswith('<div>watched: no variables</div><details class="tm-section" open><summary>Notes (1)</summary>'
+                         '<div class="tm-note">note: x was a Python number; the cell ran with it as a float32 '
+                         'tf.constant</div></details></div>')
+
+
+def test_vectors_in_the_html_view_carry_every_element_to_copy():
+    r = tapemagic.tape(lambda v: tf.reduce_sum(v * v), [tf.constant([0.1, 0.2])])
+    assert ('<td>[0.1, 0.2]<details class="tm-copy"><summary>all 2 as Python</summary><pre style="') in r.to_html()
+    assert "np.array([0.1, 0.2], dtype=np.float32)</pre>" in r.to_html()
