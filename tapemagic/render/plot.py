@@ -40,6 +40,7 @@ class _Axes:
     y_range: tuple[float, float]
     top: float
     bottom: float
+    extremes: tuple[float, float]  # the curve's own lowest and highest values, labelled on the axis
 
     def x(self, value: float) -> float:
         low, high = self.x_range
@@ -50,13 +51,12 @@ class _Axes:
         return self.bottom - (value - low) / (high - low) * (self.bottom - self.top)
 
 
-def _span(values: Sequence[float]) -> tuple[float, float]:
-    finite = np.asarray([v for v in values if np.isfinite(v)], dtype=np.float64)
-    if not finite.size:
-        return -1.0, 1.0
-    low, high = float(finite.min()), float(finite.max())
+def _axes(x_range: tuple[float, float], values: Sequence[float], panel: tuple[int, int]) -> _Axes:
+    """A panel's axes: y over the values' range with a little room, so the curve never touches the frame."""
+    finite = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)
     pad = (high - low) * 0.06 or max(abs(low), 1.0) * 0.1
-    return low - pad, high + pad
+    return _Axes(x_range, (low - pad, high + pad), panel[0], panel[1], (low, high))
 
 
 def tangent_segment(axes: _Axes, x0: float, y0: float, slope: float) -> tuple[float, float, float, float]:
@@ -99,8 +99,9 @@ def _frame(axes: _Axes, label: str) -> str:
     if yl < 0 < yh:
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{axes.y(0):.1f}" y2="{axes.y(0):.1f}" '
                      'stroke="currentColor" stroke-opacity="0.3" stroke-dasharray="3 3"/>')
-    for value, anchor_y in ((yh, axes.top + 10), (yl, axes.bottom)):
-        parts.append(f'<text x="{LEFT - 4}" y="{anchor_y:.1f}" text-anchor="end">{escape(numbers.scalar(value, 3))}</text>')
+    for value in sorted(set(axes.extremes)):
+        parts.append(f'<text x="{LEFT - 4}" y="{axes.y(value) + 4:.1f}" text-anchor="end">'
+                     f'{escape(numbers.scalar(value, 3))}</text>')
     parts.append(f'<text x="{LEFT + 4}" y="{axes.top + 12}">{escape(label)}</text>')
     return "".join(parts)
 
@@ -108,8 +109,9 @@ def _frame(axes: _Axes, label: str) -> str:
 def svg(curve: Curve, x0: float, y0: float, slope: float | None, target_label: str, derivative_label: str) -> str:
     """The two panels: target with point and tangent; derivative with the point's slope."""
     x_range = (float(curve.grid[0]), float(curve.grid[-1]))
-    upper = _Axes(x_range, _span([*curve.values.tolist(), y0]), *TOP_PANEL)
-    lower = _Axes(x_range, _span([*curve.slopes.tolist(), *([slope] if slope is not None else [])]), *BOTTOM_PANEL)
+    # From the curves alone, so the axes stay put while the point moves (the point alone only if no curve).
+    upper = _axes(x_range, curve.values.tolist() if np.isfinite(curve.values).any() else [y0], TOP_PANEL)
+    lower = _axes(x_range, curve.slopes.tolist() if np.isfinite(curve.slopes).any() else [slope], BOTTOM_PANEL)
     parts = [_frame(upper, target_label), _polylines(upper, curve.grid, curve.values, "tm-curve")]
     if slope is not None and np.isfinite(slope):
         x1, y1, x2, y2 = tangent_segment(upper, x0, y0, slope)
