@@ -155,6 +155,14 @@ def test_heatmap_numbers_read_on_every_colour_of_the_scale():
     worst = min(heatmap.contrast(heatmap.text_colour(heatmap.colour(t, 1.0)), heatmap.colour(t, 1.0))
                 for t in np.linspace(-1, 1, 401))
     assert worst >= 4.5
+    # on a dark JupyterLab page the cells take the dark steps with white numbers: zero is the page, framed
+    dark = [heatmap.dark_colour(step) for step in [None, *range(-heatmap.LEVELS, heatmap.LEVELS + 1)]]
+    assert min(heatmap.contrast((255, 255, 255), background) for background in dark) >= 4.5
+    assert heatmap.dark_colour(0) == heatmap.DARK_PAGE
+    page = tapemagic.tape(lambda x: x ** 3, [tf.constant([1.0, -2.0])], jacobian=True).to_html()
+    assert '[data-jp-theme-light="false"] .tapemagic .tm-h0{background:#111111!important;color:#fff!important}' in page
+    assert '<td class="tm-hp20" title="J[1, 1] = 12.0"' in page and '<td class="tm-hp5" title="J[0, 0] = 3.0"' in page
+    assert '<td class="tm-h0" title="J[0, 1] = 0.0"' in page  # 3x² on the diagonal: 3 is a quarter of 12
     # zero is not the page: near-white cells framed by a mid-grey grid that shows on white and on #111
     grid = _rgba(heatmap.GRID)
     assert heatmap.contrast(grid, (255, 255, 255)) >= 2.5 and heatmap.contrast(grid, (17, 17, 17)) >= 3

@@ -17,7 +17,8 @@ import numpy as np
 
 from . import numbers
 
-__all__ = ["render", "colour", "text_colour", "NEGATIVE", "ZERO", "POSITIVE", "NONFINITE", "MAX_CELLS"]
+__all__ = ["render", "colour", "dark_colour", "level", "text_colour", "STYLE", "NEGATIVE", "ZERO", "POSITIVE",
+           "NONFINITE", "DARK_PAGE", "LEVELS", "MAX_CELLS"]
 
 MAX_CELLS = 40  # larger matrices are averaged in blocks down to at most this many rows and columns
 FIT_WIDTH_PX = 760  # numbers go in the cells when a row of them fits in about this width
@@ -25,15 +26,49 @@ NEGATIVE, ZERO, POSITIVE = (33, 102, 172), (247, 247, 247), (178, 24, 43)  # Col
 NONFINITE = (158, 158, 158)
 GRID = "#9e9e9e"  # the cell borders: a mid grey, visible on a white page and on a dark one
 BAR_STEPS = 11
+LEVELS = 20  # colour steps each side of zero (5 % apart)
+DARK_PAGE = (17, 17, 17)  # JupyterLab Dark's --jp-layout-color0: zero is the page itself, framed by the grid
+
+
+def _hex(rgb: tuple[int, ...]) -> str:
+    return "#" + "".join(f"{c:02x}" for c in rgb)
+
+
+def level(value: float, scale: float) -> int | None:
+    """The colour step of a value: -LEVELS (most negative) .. 0 .. LEVELS (most positive); None for NaN/Inf."""
+    if not np.isfinite(value):
+        return None
+    t = 0.0 if scale == 0 else max(-1.0, min(1.0, value / scale))
+    return int(round(t * LEVELS))
+
+
+def _mix(step: int | None, middle: tuple[int, int, int], nonfinite: tuple[int, int, int]) -> tuple[int, int, int]:
+    if step is None:
+        return nonfinite
+    end, s = (POSITIVE if step >= 0 else NEGATIVE), abs(step) / LEVELS
+    return tuple(round(m + s * (e - m)) for m, e in zip(middle, end))  # type: ignore[return-value]
 
 
 def colour(value: float, scale: float) -> tuple[int, int, int]:
-    """Diverging and zero-centred: blue below zero, near-white at zero, red above; grey for NaN/Inf."""
-    if not np.isfinite(value):
-        return NONFINITE
-    t = 0.0 if scale == 0 else max(-1.0, min(1.0, value / scale))
-    end = POSITIVE if t >= 0 else NEGATIVE
-    return tuple(round(z + abs(t) * (e - z)) for z, e in zip(ZERO, end))  # type: ignore[return-value]
+    """Diverging and zero-centred on a light page: blue below zero, near-white at zero, red above; grey for NaN/Inf."""
+    return _mix(level(value, scale), ZERO, NONFINITE)
+
+
+def dark_colour(step: int | None) -> tuple[int, int, int]:
+    """The same step on a dark page: from the page's own colour at zero to the same blue and red ends."""
+    return _mix(step, DARK_PAGE, (97, 97, 97))
+
+
+def _class(step: int | None) -> str:
+    return "tm-hnan" if step is None else f"tm-h{'p' if step > 0 else 'n' if step < 0 else ''}{abs(step)}"
+
+
+# A dark JupyterLab, Notebook 7 or nbconvert --theme dark marks its body data-jp-theme-light="false": there the
+# cells take the dark steps and white numbers (the inline literal colours, for every other page, are overridden).
+STYLE = "<style>" + "".join(
+    f'[data-jp-theme-light="false"] .tapemagic .{_class(step)}{{background:{_hex(dark_colour(step))}!important;'
+    "color:#fff!important}"
+    for step in [None, *range(-LEVELS, LEVELS + 1)]) + "</style>"
 
 
 def luminance(rgb: tuple[float, ...]) -> float:
@@ -55,10 +90,6 @@ def text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
     """Black or white, whichever reads better on the background."""
     black, white = (0, 0, 0), (255, 255, 255)
     return black if contrast(black, background) >= contrast(white, background) else white
-
-
-def _hex(rgb: tuple[int, ...]) -> str:
-    return "#" + "".join(f"{c:02x}" for c in rgb)
 
 
 def _blocks(size: int) -> list[np.ndarray]:
@@ -110,12 +141,13 @@ def _index_cell(block: np.ndarray, position: int, every: int) -> str:
 
 
 def _cell(value: float, scale: float, title: str, text: str, width: int) -> str:
+    step = level(value, scale)
     background = colour(value, scale)
     size = (f"min-width:{width}px;height:20px;padding:0 3px;font-size:11px" if text
             else "width:12px;height:12px;padding:0")
     style = (f"{size};text-align:center;border:1px solid {GRID};background:{_hex(background)};"
              f"color:{_hex(text_colour(background))}")
-    return f'<td title="{escape(title)}" style="{style}">{escape(text)}</td>'
+    return f'<td class="{_class(step)}" title="{escape(title)}" style="{style}">{escape(text)}</td>'
 
 
 def _block_mean(block: np.ndarray) -> float:
@@ -136,21 +168,26 @@ def _block_title(rows: np.ndarray, cols: np.ndarray, block: np.ndarray, precisio
     return f"{where}: {stats}" + (f", {bad} nan/inf" if bad else "")
 
 
+def _swatch(value: float, scale: float, title: str) -> str:
+    step = level(value, scale)
+    return (f'<span class="{_class(step)}" title="{escape(title)}" style="display:inline-block;width:16px;height:10px;'
+            f'border:1px solid {GRID};background:{_hex(colour(value, scale))}"></span>')
+
+
 def _colour_bar(scale: float, precision: int, values: np.ndarray, shape: tuple[int, ...],
                 row_blocks: list[np.ndarray], col_blocks: list[np.ndarray]) -> str:
+    """The legend: the scale's ends, its colours, what a grey cell and a block mean."""
     steps = np.linspace(-scale, scale, BAR_STEPS) if scale else np.zeros(1)
-    swatches = "".join(
-        f'<span title="{escape(numbers.scalar(float(v), precision))}" style="display:inline-block;width:16px;height:10px;'
-        f'border:1px solid {GRID};background:{_hex(colour(float(v), scale))}"></span>' for v in steps)
+    swatches = "".join(_swatch(float(v), scale, numbers.scalar(float(v), precision)) for v in steps)
     limit = numbers.scalar(scale, precision)
     parts = [f'<span>{"-" + limit if scale else "0"}</span>', f'<span style="display:inline-flex">{swatches}</span>',
              f"<span>{'+' + limit if scale else ''}</span>", "<span>blue &lt; 0 &lt; red</span>"]
     if not np.all(np.isfinite(values)):
-        parts.append(f'<span><span style="display:inline-block;width:16px;height:10px;border:1px solid {GRID};'
-                     f'background:{_hex(NONFINITE)}"></span> nan/inf</span>')
+        parts.append(f"<span>{_swatch(float('nan'), scale, 'nan/inf')} nan/inf</span>")
     if len(row_blocks) < shape[0] or len(col_blocks) < shape[1]:
         rows_per, cols_per = -(-shape[0] // len(row_blocks)), -(-shape[1] // len(col_blocks))
         parts.append(f"<span>{shape[0]}×{shape[1]} shown as {len(row_blocks)}×{len(col_blocks)} blocks of up to "
-                     f"{rows_per}×{cols_per} (their mean; hover a cell for its rows, cols, mean, min, max)</span>")
+                     f"{rows_per}×{cols_per}, coloured by their mean; hover a cell for its rows, cols, mean, min "
+                     "and max</span>")
     return ('<div class="tm-colourbar" style="display:flex;flex-wrap:wrap;align-items:center;gap:6px;font-size:11px">'
             + "".join(parts) + "</div>")

@@ -27,7 +27,9 @@ def render(result: Any, plot: str | None = None) -> str:
     if plot:
         parts.append(plot)
     parts.extend(_result_sections(result))
-    return f'{STYLE}<div class="tapemagic">{"".join(parts)}</div>'
+    body = "".join(parts)
+    sheets = STYLE + (heatmap.STYLE if 'class="tm-heatmap"' in body else "")
+    return f'{sheets}<div class="tapemagic">{body}</div>'
 
 
 def section(title: str, body: str, open_: bool = True) -> str:
