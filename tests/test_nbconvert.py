@@ -20,10 +20,16 @@ CELLS = [
     "v = tf.Variable([1.0, 2.0, 3.0])",
     "%%tape v --jacobian\nw = v * v",
     "%%tape x --explore --range x=0:4\ng = x ** 3",
+    # a user moving the slider, as the frontend's comm message does, with the kernel's event loop running (so the
+    # throttled update runs from the loop); the same cell waits, since nbclient takes a display update only while
+    # the cell whose context sent it runs (JupyterLab routes it by display id)
+    "import asyncio\nimport ipywidgets\nslider = [w for w in ipywidgets.widgets.widget._instances.values()\n"
+    "          if isinstance(w, ipywidgets.FloatSlider)][-1]\nslider.value = 2.0\nawait asyncio.sleep(0.5)",
 ]
-# Numbers each %%tape output must show (E17's 42, 24, 10, 8 and its Hessian's 6; the None; 2v; 3x² at 3)
+# Numbers each %%tape output must show (E17's 42, 24, 10, 8 and its Hessian's 6; the None; 2v; the --explore
+# output updated in place to the slider's last position, x = 2: g = 8, 3x² = 12)
 EXPECTED = [None, ["42", "24", "10", "8", "6"], ["None*", "x was not watched"], None,
-            ["[2, 4, 6]", "[1, 4, 9]"], ["27", "∂g/∂·"]]
+            ["[2, 4, 6]", "[1, 4, 9]"], ["tape: g = 8", "12", "∂g/∂·"], None]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +51,8 @@ def test_outputs_are_static_html_and_text(executed):
         assert {"text/plain", "text/html"} <= set(result) and WIDGET_VIEW not in result, (index, set(result))
         if "--explore" in cell.source:  # the static result updated in place, then the sliders' widget
             assert [WIDGET_VIEW in output["data"] for output in rich] == [False, True]
-            assert '<svg class="tm-plot"' in result["text/html"]
+            assert '<svg class="tm-plot"' in result["text/html"] and ">x = 2</text>" in result["text/html"]
+            assert result["text/plain"].startswith("tape: g = 8  ") and "<td>12</td>" in result["text/html"]
 
 
 class _VisibleText(HTMLParser):
