@@ -68,6 +68,7 @@ class Case:
     tf_function: Callable[..., Any]  # f(*variables) as TensorFlow
     jax_function: Callable[..., Any]  # f(*arrays) as JAX, same order
     api_call: Callable[[Any], Any]  # engine -> tapemagic result
+    jax_values: list[np.ndarray] | None = None  # JAX's sources where they are not the variables' values (Keras)
 
 
 def cell_body(function: Callable[..., Any]) -> str:
@@ -289,10 +290,8 @@ def keras_dense(hidden: int, rng: np.random.Generator) -> Case:
                               display="none")
 
     variables = [v.value for v in model.trainable_variables]  # the tf.Variables under Keras 3's variables
-    case = Case(f"keras-dense-8-{hidden}-1-hessian", "hessian", 1, "model.trainable_variables --hessian", body, namespace,
-                variables, f, f_jax, api_call)
-    case.jax_sources = weights  # type: ignore[attr-defined]
-    return case
+    return Case(f"keras-dense-8-{hidden}-1-hessian", "hessian", 1, "model.trainable_variables --hessian", body, namespace,
+                variables, f, f_jax, api_call, jax_values=weights)
 
 
 # (builder, full size, quick size)
@@ -310,7 +309,7 @@ def build(builder: Callable[[int, np.random.Generator], Case], size: int) -> Cas
 
 
 def jax_sources(case: Case) -> list[np.ndarray]:
-    return getattr(case, "jax_sources", None) or [np.asarray(v.numpy()) for v in case.variables]
+    return case.jax_values or [np.asarray(v.numpy()) for v in case.variables]
 
 
 # The derivatives each method computes, returned in one canonical NumPy layout: a Hessian (N, N) over the flattened
@@ -404,6 +403,7 @@ def methods(case: Case, shell: Any) -> dict[str, Callable[[], Any]]:
     plain = tf_derivatives(case)
     graph, compiled = tf.function(plain, jit_compile=False), tf.function(plain, jit_compile=True)
     jax_call = jax_derivatives(case)
+
     def cell() -> Any:
         return tapemagic_value(case, run_cell(shell, case))
 
@@ -551,9 +551,9 @@ def preload() -> None:
     del tapemagic
 
 
-def cold(selected: list[tuple[Callable, int]], repeats: int) -> dict[str, list[dict[str, float]]]:
-    """Per problem, per repeat, each method's first-call ms; the methods of a problem follow each other, starting one
-    further along each repeat."""
+def cold(selected: list[tuple[Callable, int]], repeats: int) -> tuple[dict[str, list[dict[str, float]]], dict[str, str]]:
+    """Per problem, per repeat, each method's first-call ms (the methods of a problem follow each other, starting one
+    further along each repeat); and the path tapemagic took on each first call."""
     out: dict[str, list[dict[str, float]]] = {}
     paths: dict[str, str] = {}
     for repeat in range(repeats):
@@ -568,8 +568,7 @@ def cold(selected: list[tuple[Callable, int]], repeats: int) -> dict[str, list[d
             out.setdefault(f"{builder.__name__}:{size}", []).append(times)
             print(f"  cold repeat {repeat + 1}: {builder.__name__} {size}: "
                   + ", ".join(f"{m} {times[m]:.0f}" for m in METHODS) + " ms", flush=True)
-    cold.paths = paths  # type: ignore[attr-defined]
-    return out
+    return out, paths
 
 
 # Reporting.
@@ -587,7 +586,7 @@ def ratios(per_repeat: list[dict[str, float]], numerator: str, denominator: str)
 def table(title: str, names: list[str], per_problem: list[list[dict[str, float]]], columns: list[tuple[str, str]]) -> dict:
     """Print each method's median ms and the ratios (median over repeats [min-max]); return the ratios' medians."""
     print(f"\n{title}")
-    header = f"{'problem':30s} " + " ".join(f"{m:>9s}" for m in METHODS) + "".join(f"{a + '/' + b:>20s}" for a, b in columns)
+    header = f"{'problem':30s} " + " ".join(f"{m:>9s}" for m in METHODS) + "".join(f"{a + '/' + b:>23s}" for a, b in columns)
     print(header)
     summary: dict[tuple[str, str], list[tuple[float, str]]] = {column: [] for column in columns}
     for name, repeats in zip(names, per_problem):
@@ -596,7 +595,7 @@ def table(title: str, names: list[str], per_problem: list[list[dict[str, float]]
         for a, b in columns:
             values = ratios(repeats, a, b)
             summary[(a, b)].append((statistics.median(values), name))
-            parts.append(f"{spread(values):>20s}")
+            parts.append(f"{spread(values):>23s}")
         print(f"{name:30s} {cells}" + "".join(parts), flush=True)
     print("times: ms, median over the repeats; ratios: median over the repeats [min-max]")
     return summary
@@ -699,7 +698,7 @@ def main() -> None:
           "eager = plain TF tapes, function = tf.function(jit_compile=False), xla = tf.function(jit_compile=True), "
           "jax = jax.jit(hessian/jacrev/grad)", flush=True)
     print(code_state(), flush=True)
-    cold_times = cold(selected, repeats) if not args.warm else None  # forks first: this process has run no op yet
+    cold_times, paths = cold(selected, repeats) if not args.warm else (None, {})  # forks first: no op has run yet
     shell = new_shell()
     names, warm_times = [], []
     for builder, size in selected:
@@ -717,7 +716,6 @@ def main() -> None:
         names.append(case.name)
     cold_summary = warm_summary = None
     if cold_times is not None:
-        paths = cold.paths  # type: ignore[attr-defined]
         print("\ntapemagic's path on first runs: " + ", ".join(
             f"{build_name(b, s)} {paths.get(f'{b.__name__}-{s}-cell', '?')}" for b, s in selected))
         cold_summary = table("Cold: first call in a fresh process (trace and compile included)", names,

@@ -38,3 +38,27 @@ def test_mlp_benchmark_runs():
 def test_sources_benchmark_runs_and_agrees():
     out = run(str(BENCHMARKS / "sources.py"), "--sizes", "20", "--repeats", "1")
     assert "same Hessian" in out and "ratio" in out
+
+
+def test_heldout_benchmark_quick_checks_agreement_and_prints_the_tables():
+    # One problem of each kind (Hessian, Jacobian, -n 3), cold in forked processes and warm; the script asserts that
+    # every method agrees with eager TensorFlow before it times anything.
+    out = run(str(BENCHMARKS / "heldout.py"), "--quick", "--only", "rosenbrock-20", "sinx", "order3")
+    for name in ("rosenbrock-20", "sinx-jacobian-40", "order3-elementwise-100"):
+        assert f"{name}: all methods agree" in out
+    assert "Cold: first call in a fresh process" in out and "Warm: interleaved calls" in out
+    assert "cold: cell first run / eager TF first call" in out and "warm: api / JAX jit" in out
+    assert "all methods agree with eager TensorFlow" in out
+
+
+def test_heldout_benchmark_refuses_an_unknown_problem_and_says_which_exist():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "heldout.py"), "--only", "no-such-problem"],
+                          capture_output=True, text=True, env=ENV, timeout=600)
+    assert done.returncode == 2 and "matches no problem" in done.stderr and "rosenbrock-100" in done.stderr
+
+
+def test_explore_benchmark_quick_updates_agree_with_the_derivatives_by_hand():
+    out = run(str(BENCHMARKS / "explore.py"), "--quick")
+    lines = {line.split()[0]: line for line in out.splitlines() if line.split()[:1] in (["E17"], ["E27"])}
+    assert set(lines) == {"E17", "E27"} and "updates/s" in out
+    assert "every updated result agrees with the derivatives by hand" in out  # checked after every move
