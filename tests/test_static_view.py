@@ -34,13 +34,18 @@ def _lab_core() -> str:
 
 
 @pytest.fixture(scope="module")
-def sanitizer() -> tuple[set[str], set[str]]:
-    """JupyterLab's allowed tags and inline style properties, read from its installed JavaScript."""
+def sanitizer() -> tuple[set[str], set[str], dict[str, set[str]]]:
+    """JupyterLab's allowed tags, inline style properties and attributes (by tag, "*" for all), read from its
+    installed JavaScript."""
     core = _lab_core()
     tags = set(re.findall(r'"([a-z0-9]+)"', re.search(r'allowedTags:\[("a","abbr"[^\]]*)\]', core).group(1)))
     styles_start = core.index('allowedStyles:{"*":{')
     styles = set(re.findall(r'(?:"([a-z-]+)"|([a-z]+)):\[ef\.', core[styles_start:styles_start + 12_000]))
-    return tags, {a or b for a, b in styles}
+    attributes_start = core.index('allowedAttributes:{"*":[')
+    block = core[attributes_start:attributes_start + 6_000]
+    attributes = {tag.strip('"'): set(re.findall(r'"([a-z-]+)"', names))
+                  for tag, names in re.findall(r'("\*"|[a-z0-9]+):\[([^\]]*)\]', block)}
+    return tags, {a or b for a, b in styles}, attributes
 
 
 class _Elements(HTMLParser):
@@ -50,6 +55,7 @@ class _Elements(HTMLParser):
         super().__init__()
         self.tags: list[str] = []
         self.styles: list[tuple[str, str]] = []
+        self.attributes: list[tuple[str, str]] = []
         self.stack: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -59,6 +65,7 @@ class _Elements(HTMLParser):
             return
         self.stack.append(tag)
         for name, value in attrs:
+            self.attributes.append((tag, name))
             if name == "style" and value:
                 for declaration in filter(None, (d.strip() for d in value.split(";"))):
                     prop, _, val = declaration.partition(":")
@@ -81,7 +88,7 @@ def _rich_result():
 def test_untrusted_output_keeps_the_view(sanitizer):
     """Under JupyterLab's sanitizer (an untrusted notebook) every tag but the <style> sheet survives, and every
     inline style is a property it allows with a literal value (var() fails its colour patterns)."""
-    tags, allowed_styles = sanitizer
+    tags, allowed_styles, allowed_attributes = sanitizer
     assert {"details", "summary", "table", "td", "th", "pre", "span", "div"} <= tags
     assert "style" not in tags and "svg" not in tags  # so colours and the plot must not depend on them alone
     parser = _Elements()
@@ -91,6 +98,9 @@ def test_untrusted_output_keeps_the_view(sanitizer):
     for prop, value in parser.styles:
         assert prop in allowed_styles, prop
         assert "var(" not in value, (prop, value)
+    assert {"class", "style", "title"} <= allowed_attributes["*"] and "open" in allowed_attributes["details"]
+    for tag, name in parser.attributes:  # <details open> stays open, every title and class stays
+        assert name in allowed_attributes["*"] | allowed_attributes.get(tag, set()), (tag, name)
 
 
 # -- contrast in JupyterLab's light and dark themes ------------------------------------------------------
