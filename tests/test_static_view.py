@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import glob
 import html as html_lib
+import json
 import os
 import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
 
 import numpy as np
@@ -101,6 +104,35 @@ def test_untrusted_output_keeps_the_view(sanitizer):
     assert {"class", "style", "title"} <= allowed_attributes["*"] and "open" in allowed_attributes["details"]
     for tag, name in parser.attributes:  # <details open> stays open, every title and class stays
         assert name in allowed_attributes["*"] | allowed_attributes.get(tag, set()), (tag, name)
+
+
+def _style_checks(core: str, declarations: list[tuple[str, str]]) -> list[bool]:
+    """Run JupyterLab's own CSS value patterns (its class of regular expressions, cut from the bundle) in Node."""
+    start = core.index("class ef{static reg")
+    last = [m.start() for m in re.finditer(r"ef\.[A-Z_0-9]+=ef\.reg\(", core[start:start + 60_000])][-1]
+    definitions = core[start:core.index(";", start + last)]
+    styles_start = core.index('allowedStyles:{"*":{')
+    constants = {a or b: name for a, b, name in
+                 re.findall(r'(?:"([a-z-]+)"|([a-z]+)):\[ef\.([A-Z_0-9]+)\]', core[styles_start:styles_start + 12_000])}
+    pairs = [(constants[prop], value) for prop, value in declarations]
+    script = (definitions + ";\nconst pairs = " + json.dumps(pairs) + ";\n"
+              "console.log(JSON.stringify(pairs.map(([name, value]) => ef[name].test(value))));")
+    done = subprocess.run([shutil.which("node"), "-e", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="Node.js runs JupyterLab's own CSS patterns")
+def test_every_inline_style_passes_jupyterlabs_own_patterns():
+    """What an untrusted notebook keeps is decided per declaration by JupyterLab's patterns: run them. Every
+    colour, border and size the view puts inline survives, so heatmaps keep their colours and grid."""
+    parser = _Elements()
+    parser.feed(_rich_result().to_html())
+    parser.feed(heatmap.render(np.array([[np.nan, 1.0], [0.0, -1.0]]), 4))
+    declarations = sorted(set(parser.styles))
+    results = _style_checks(_lab_core(), declarations)
+    assert [d for d, kept in zip(declarations, results) if not kept] == []
+    assert _style_checks(_lab_core(), [("color", "var(--jp-content-font-color1, #000)")]) == [False]  # why inline
 
 
 # -- contrast in JupyterLab's light and dark themes ------------------------------------------------------
