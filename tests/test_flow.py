@@ -465,3 +465,23 @@ def test_a_model_kept_in_a_dict_is_found(shell):
     assert r.layers.layer_names() == ["mlp/dense", "mlp/dense_1"]
     assert flow_engine.owners({"models": list(range(200)) + [shell.user_ns["models"]["mlp"]]},
                               [s.value for s in r.sources]) == ()  # not inside long lists
+
+
+def test_a_wide_table_is_shown_one_block_per_layer():
+    from tapemagic.render import text as text_view
+
+    def row(layer, variable, norm, flag=""):
+        return LayerRow(layer, "Dense", variable, (784, 128), norm, norm, 0.25, 0.5, flag, None)
+    long = "a_model_with_a_long_name/an_inner_model_with_a_long_name/dense_layer"
+    table = LayerTable("loss", (row(long, "kernel", 1.5), row(long, "bias", 1e-9, "vanishing: 1e-09 of the largest "
+                                                                                  "layer's norm")))
+    assert flow_view.WIDTH == text_view.WIDTH
+    assert flow_view.text_table(table) == [
+        "  variable  shape       ||g||  max|g|  zeros  ||g||/||w||",
+        f"{long} (Dense)",
+        "  kernel    (784, 128)  1.5    1.5     25%    0.5",
+        "  bias      (784, 128)  1e-09  1e-09   25%    0.5",
+        "    -> vanishing: 1e-09 of the largest layer's norm",
+    ]
+    short = LayerTable("loss", (row("m/d", "kernel", 1.5),))
+    assert len(flow_view.text_table(short)) == 2 and flow_view.text_table(short)[1].startswith("m/d")

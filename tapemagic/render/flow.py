@@ -22,6 +22,7 @@ FLAGGED = ("--jp-error-color1", "#c62828")
 NONE = ("--jp-warn-color0", "#9a4a00")
 GRID = ("--jp-border-color2", "#767676")
 
+WIDTH = 100  # render.text.WIDTH: the text view's lines stay within it
 _TITLES = ("layer", "variable", "shape", "||g||", "max|g|", "zeros", "||g||/||w||", "flag")
 _ROW_HEIGHT = 20
 _CHAR_WIDTH = 7  # an 11px monospace character, with room to spare
@@ -51,12 +52,35 @@ def _cells(row: Any) -> list[str]:
 # -- text -----------------------------------------------------------------------------------------
 
 def text_table(table: Any) -> list[str]:
-    """The table's rows as aligned lines (no heading); empty for an empty table."""
+    """The table's rows as aligned lines (no heading); empty for an empty table. Where one line
+    per row would be wider than WIDTH (long layer paths, long flags), one block per layer instead,
+    each flag on its own line under its row, so no terminal or Markdown export wraps a row."""
     if not len(table):
         return []
     body = [_cells(row) for row in table]
-    widths = [max(len(row[i]) for row in [list(_TITLES), *body]) for i in range(len(_TITLES))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [list(_TITLES), *body]]
+    flat = _aligned([list(_TITLES), *body])
+    if max(len(line) for line in flat) <= WIDTH:
+        return flat
+    return _blocks(table)
+
+
+def _aligned(rows: list[list[str]], indent: str = "") -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [(indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths))).rstrip() for row in rows]
+
+
+def _blocks(table: Any) -> list[str]:
+    numbers_of = {id(row): _cells(row)[1:7] for row in table}
+    aligned = iter(_aligned([list(_TITLES[1:7]), *numbers_of.values()], indent="  "))
+    lines = [next(aligned)]
+    for name in table.layer_names():
+        rows = table[name]
+        lines.append(f"{name} ({rows[0].kind})")
+        for row in rows:
+            lines.append(next(aligned))
+            if row.flag:
+                lines.append(f"    -> {row.flag}")
+    return lines
 
 
 def text(result: Any) -> list[str]:
