@@ -143,10 +143,12 @@ def _index_cell(block: np.ndarray, position: int, every: int) -> str:
 def _cell(value: float, scale: float, title: str, text: str, width: int) -> str:
     step = level(value, scale)
     background = colour(value, scale)
-    size = (f"min-width:{width}px;height:20px;padding:0 3px;font-size:11px" if text
-            else "width:12px;height:12px;padding:0")
-    style = (f"{size};text-align:center;border:1px solid {GRID};background:{_hex(background)};"
-             f"color:{_hex(text_colour(background))}")
+    style = f"border:1px solid {GRID};background:{_hex(background)}"
+    if text:
+        style = (f"min-width:{width}px;height:20px;padding:0 3px;font-size:11px;text-align:center;{style};"
+                 f"color:{_hex(text_colour(background))}")
+    else:  # no number: a small square (its colour, and its title on hover) is all it needs
+        style = f"width:12px;height:12px;padding:0;{style}"
     return f'<td class="{_class(step)}" title="{escape(title)}" style="{style}">{escape(text)}</td>'
 
 
