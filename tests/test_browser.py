@@ -25,6 +25,7 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -347,7 +348,9 @@ def measure_contrast(page: Any, theme: str) -> list[dict]:
     open_sections(page)
     measured = page.evaluate(CONTRAST_JS, RESULT_SELECTORS)
     worst = sorted(measured, key=lambda m: m["ratio"])
-    print(f"{theme}: {len(measured)} text elements measured; lowest contrast "
+    kinds = Counter(m["tag"] for m in measured)
+    print(f"{theme}: {len(measured)} text elements measured ({', '.join(f'{n} {tag}' for tag, n in kinds.most_common())}); "
+          "lowest contrast "
           + ", ".join(f"{m['ratio']} ({m['tag']} {m['text']!r})" for m in worst[:3]))
     return measured
 
@@ -361,6 +364,28 @@ def assert_contrast(measured: list[dict], theme: str) -> None:
     low = [m for m in measured if m["ratio"] < WCAG_AA]
     assert not low, (f"{theme}: {len(low)} of {len(measured)} text elements below {WCAG_AA}:1:\n"
                      + "\n".join(json.dumps(m, ensure_ascii=False) for m in sorted(low, key=lambda m: m["ratio"])[:15]))
+
+
+def test_contrast_measure_on_known_colours(browser: Any) -> None:
+    """The measure itself: WCAG's published pairs, a background found on an ancestor, translucent layers."""
+    page = browser.new_page()
+    try:
+        page.set_content(
+            '<body style="background:#fff"><div class="tapemagic">'
+            '<p style="color:#000">black on white</p>'
+            '<p style="color:#777">grey 777 on white</p>'
+            '<div style="background:#000"><div><span style="color:#fff">white on an ancestor\'s black</span></div></div>'
+            '<div style="background:rgba(0,0,0,0.5)"><span style="color:rgba(0,0,0,0.5)">half black on half black</span></div>'
+            '<svg><text x="0" y="10" fill="#767676">svg grey 767676</text></svg>'
+            '<p style="color:#000;display:none">hidden</p></div></body>')
+        ratios = {m["text"]: m["ratio"] for m in page.evaluate(CONTRAST_JS, ".tapemagic")}
+    finally:
+        page.close()
+    # 21:1 and 4.48:1 are WCAG's own figures; #767676 on white is the lightest grey that passes (4.54:1).
+    # Half-transparent black text on half-transparent black on white: text grey 64 (luminance 0.051) on grey 128
+    # (0.216): (0.216 + 0.05) / (0.051 + 0.05) = 2.63, give or take the canvas's rounding to whole channels.
+    assert ratios == {"black on white": 21.0, "grey 777 on white": 4.48, "white on an ancestor's black": 21.0,
+                      "half black on half black": pytest.approx(2.63, abs=0.02), "svg grey 767676": 4.54}, ratios
 
 
 def set_theme(page: Any, theme: str) -> None:
@@ -461,13 +486,15 @@ def test_explore_drag_updates_the_numbers(lab: Any) -> None:
     explorer.wait_for(timeout=60_000)
     handle, track = explorer.locator(".noUi-handle").first, explorer.locator(".noUi-target").first
     cell.element_handle().evaluate(WATCH_UPDATES_JS)
-    start, end = drag(lab, handle, track, seconds=3.0, steps=60)
+    moves = 60
+    start, end = drag(lab, handle, track, seconds=3.0, steps=moves)
     lab.wait_for_timeout(2000)  # the updates the kernel still owes
     updates = lab.evaluate("window.tapemagicUpdates")
     during = [t for t, _ in updates["tables"] if start <= t <= end]
     seconds = (end - start) / 1000
     rate = len(during) / seconds
-    print(f"explore drag: {len(during)} values-table updates in {seconds:.2f} s of dragging = {rate:.1f}/s; "
+    print(f"explore drag: {moves} mouse moves, {len(during)} values-table updates in {seconds:.2f} s of dragging "
+          f"= {rate:.1f}/s; "
           f"{len(updates['tables'])} in all, {len(updates['plots'])} plot updates")
     screenshot(cell, "lab-explore")
     static = cell.locator(".tapemagic", has=lab.locator("table.tm-values")).first
