@@ -62,7 +62,7 @@ class Explorer:
     """
 
     INTERVAL_SECONDS = 0.05
-    POINTS = 41
+    POINTS = 25  # the curve over the range: smooth at the plot's width, and one re-run each when another slider moves
 
     def __init__(self, result: Any, on_update: Callable[[dict[str, str]], None] | None = None) -> None:
         import ipywidgets as w
