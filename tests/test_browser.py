@@ -14,6 +14,7 @@ Screenshots go to artifacts/ (TAPEMAGIC_SCREENSHOTS=docs writes the ones the REA
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -240,11 +241,12 @@ def open_and_run(page: Any, url: str) -> None:
 
 
 def code_cells(page: Any) -> Any:
-    return page.locator(".jp-Notebook .jp-CodeCell")
+    """The code cells of the notebook on show (a JupyterLab workspace may hold others in hidden tabs)."""
+    return page.locator(".jp-NotebookPanel:visible .jp-Notebook .jp-CodeCell")
 
 
-def assert_results_show_numbers(page: Any, where: str) -> None:
-    """Every %%tape cell of the tour shows a tapemagic result with its numbers and its marks."""
+def assert_results_show_numbers(page: Any, where: str, unmarked: tuple[str, ...] = ()) -> None:
+    """Every %%tape cell of the tour shows a tapemagic result with its numbers and its marks (but those unmarked)."""
     cells = code_cells(page)
     assert cells.count() == 1 + len(TOUR), f"{where}: {cells.count()} code cells"
     problems = []
@@ -264,7 +266,8 @@ def assert_results_show_numbers(page: Any, where: str) -> None:
         missing = [number for number in expected.numbers if number not in shown]
         if missing:
             problems.append(f"cell {index}: numbers {missing} not shown in {output.inner_text()[:300]!r}")
-        problems += [f"cell {index}: no {mark}" for mark in expected.marks if output.locator(mark).count() == 0]
+        problems += [f"cell {index}: no {mark}" for mark in expected.marks
+                     if mark not in unmarked and output.locator(mark).count() == 0]
     assert not problems, f"{where}:\n" + "\n".join(problems)
 
 
@@ -530,33 +533,69 @@ def saved_tour(lab: Any, server: Server) -> Path:
     return path
 
 
-def test_reopened_without_kernel_shows_every_result(lab: Any, saved_tour: Path, server: Server) -> None:
+KERNEL_STARTS = re.compile(r".*/api/(sessions|kernels)(\?.*)?$")
+
+
+@contextlib.contextmanager
+def kernels_refused(page: Any) -> Iterator[list[str]]:
+    """No kernel can start from this page: a notebook opens as a file, as on a machine with no kernel."""
+    refused: list[str] = []
+
+    def refuse(route: Any) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        refused.append(route.request.url)
+        route.fulfill(status=503, content_type="application/json", body=json.dumps({"message": "no kernels here"}))
+
+    page.route(KERNEL_STARTS, refuse)
+    try:
+        yield refused
+    finally:
+        page.unroute(KERNEL_STARTS)
+
+
+def shut_down_kernels(server: Server) -> None:
     for session in server.api("sessions"):
         server.api(f"sessions/{session['id']}", method="DELETE")
-    blocked: list[str] = []
 
-    def refuse_kernels(route: Any) -> None:  # no kernel can start: the notebook opens as a file
-        blocked.append(route.request.url)
-        route.fulfill(status=503, content_type="application/json",
-                      body=json.dumps({"message": "no kernels in this test"}))
 
-    lab.route(re.compile(r".*/api/(sessions|kernels)(\?.*)?$"),
-              lambda route: refuse_kernels(route) if route.request.method == "POST" else route.continue_())
-    try:
-        lab.reload()
-        lab.locator(".jp-Notebook .jp-CodeCell").first.wait_for(timeout=60_000)
-        dismiss_dialogs(lab)
-        lab.wait_for_timeout(2000)  # outputs render after the model loads
-        assert not server.api("sessions"), "a kernel started"
+def open_without_kernel(page: Any, server: Server, url: str | None) -> None:
+    """Open (or, with no url, reload) a notebook page while kernels are refused; check none started."""
+    page.goto(url) if url else page.reload()
+    code_cells(page).first.wait_for(timeout=60_000)
+    dismiss_dialogs(page)  # JupyterLab's "Error Starting Kernel"
+    page.wait_for_timeout(2000)  # outputs render after the model loads
+    assert not server.api("sessions"), "a kernel started"
+
+
+def test_reopened_without_kernel_shows_every_result(lab: Any, saved_tour: Path, server: Server) -> None:
+    shut_down_kernels(server)
+    with kernels_refused(lab) as refused:
+        open_without_kernel(lab, server, None)
         code_cells(lab).nth(2).scroll_into_view_if_needed()
         screenshot(lab, "lab-reopened")
         assert_results_show_numbers(lab, "reopened without a kernel")
         placeholders = lab.locator(".jp-OutputArea-output", has_text=re.compile("model not found|Loading widget"))
         print(f"reopened: {placeholders.count()} widget placeholder(s) (the --explore sliders need the kernel), "
-              "every result shows its numbers")
-    finally:
-        lab.unroute(re.compile(r".*/api/(sessions|kernels)(\?.*)?$"))
-    print(f"reopened: {len(blocked)} kernel start(s) refused")
+              f"every result shows its numbers; {len(refused)} kernel start(s) refused")
+
+
+def test_untrusted_copy_shows_every_result_readably(lab: Any, saved_tour: Path, server: Server) -> None:
+    """An edited copy no longer matches its signature: JupyterLab sanitizes its HTML (no <style>, no <svg>)."""
+    notebook = json.loads(saved_tour.read_text())
+    notebook["metadata"]["edited"] = "by hand, so the notebook's signature no longer matches"
+    (server.root / "untrusted.ipynb").write_text(json.dumps(notebook, indent=1))
+    shut_down_kernels(server)
+    with kernels_refused(lab):
+        open_without_kernel(lab, server, server.url("lab/workspaces/untrusted/tree/untrusted.ipynb"))
+        trusted = lab.evaluate(f"() => {CURRENT_NOTEBOOK}.content.model.cells.get(1).trusted")
+        assert trusted is False, "the edited copy is still trusted: the test proves nothing"
+        code_cells(lab).nth(2).scroll_into_view_if_needed()
+        screenshot(lab, "lab-untrusted")
+        assert_results_show_numbers(lab, "untrusted", unmarked=("svg.tm-plot",))
+        print(f"untrusted: {lab.locator('svg.tm-plot').count()} --explore plot(s) left by JupyterLab's sanitizer")
+        assert_contrast(measure_contrast(lab, "untrusted, JupyterLab Light"), "untrusted, JupyterLab Light")
 
 
 def dismiss_dialogs(page: Any) -> None:
