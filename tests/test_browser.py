@@ -7,10 +7,11 @@ One JupyterLab 4 server on localhost (which also serves Notebook 7) and one head
 - text contrast (WCAG AA, 4.5:1) from the computed styles, in the light and the dark theme;
 - an --explore drag with the mouse: updates of the values table counted per second;
 - the notebook JupyterLab saved, reopened with no kernel: every result still shows its numbers;
-- live Notebook 7: the same;
+- an edited (untrusted) copy, whose HTML JupyterLab sanitizes: the numbers, and contrast;
+- live Notebook 7: every result shows its numbers;
 - nbconvert HTML opened with every network request blocked, JavaScript disabled and enabled.
 
-Screenshots go to artifacts/ (TAPEMAGIC_SCREENSHOTS=docs writes the ones the README shows).
+Screenshots go to artifacts/; TAPEMAGIC_SCREENSHOTS=docs writes them under docs/.
 """
 from __future__ import annotations
 
