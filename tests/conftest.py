@@ -49,3 +49,21 @@ def run(shell: InteractiveShell, line: str, cell: str | None = None):
 def value(tensor) -> object:
     """A tensor as a plain Python number or nested list."""
     return tensor.numpy().tolist()
+
+
+@pytest.fixture
+def trace_first_run(_shell: InteractiveShell):
+    """Trace on a code's first run too (tests of the traced path itself; by default a first run
+    takes its derivatives from the real run's tapes, and the trace is made when the code runs again)."""
+    import tapemagic._api as api
+
+    magics = next(c for c in _shell.configurables if type(c).__name__ == "TapeMagics")
+    if magics._engine is None:
+        magics._engine = api.new_engine()
+    engines = [api.default_engine(), magics._engine]
+    before = [engine.trace_first_run for engine in engines]
+    for engine in engines:
+        engine.trace_first_run = True
+    yield
+    for engine, flag in zip(engines, before):
+        engine.trace_first_run = flag

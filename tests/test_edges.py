@@ -31,7 +31,7 @@ def _rss_mb() -> float:
         return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def test_a_changing_captured_float_reuses_one_trace_and_memory_stays_flat(shell):
+def test_a_changing_captured_float_reuses_one_trace_and_memory_stays_flat(shell, trace_first_run):
     shell.run_cell("x = tf.Variable(tf.linspace(0.5, 1.5, 20))\nc = 1.0")
     cell = "y = c * tf.reduce_sum(x ** 3)"
     run(shell, "x --hessian --display none -o r", cell)
@@ -51,7 +51,7 @@ def test_a_changing_captured_float_reuses_one_trace_and_memory_stays_flat(shell)
     assert grown < 40, f"memory grew {grown:.0f} MB over 2,000 runs"
 
 
-def test_a_float_needed_as_a_python_number_is_traced_with_it_baked_in(shell):
+def test_a_float_needed_as_a_python_number_is_traced_with_it_baked_in(shell, trace_first_run):
     shell.run_cell("x = tf.Variable(tf.linspace(0.5, 1.5, 20))\nn = 3.0")
     r, _ = run(shell, "x --hessian", "y = tf.reduce_sum(x ** 3) * len(range(int(n)))")
     assert r.path == "traced"

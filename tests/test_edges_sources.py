@@ -13,6 +13,8 @@ import tensorflow as tf
 
 import tapemagic
 
+pytestmark = pytest.mark.usefixtures("trace_first_run")  # these test the traced path itself
+
 K = 20  # tracing starts at 16 elements (trace.TRACE_MIN_ELEMENTS)
 ONE_VECTOR = "sources went into the trace as one vector"
 
@@ -45,7 +47,7 @@ def _f(ns):
 
 
 def test_a_hessian_over_a_list_of_scalar_variables_is_one_vector_and_exact(scalars):
-    engine = tapemagic.Engine()
+    engine = tapemagic.Engine(trace_first_run=True)
     result = tapemagic.tape(CELL, ["vs"], namespace=scalars, hessian=True, engine=engine)
     assert any(ONE_VECTOR in note for note in result.notes), result.notes
     expected = _eager_hessian(lambda: _f(scalars), scalars["vs"])

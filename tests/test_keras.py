@@ -452,3 +452,30 @@ def test_a_whole_layer_as_a_source_is_refused_before_the_cell_runs(shell):
     with pytest.raises(UsageError, match="trainable_variables"):
         run(shell, "layer", "ran = True\nloss = tf.reduce_sum(layer(x))")
     assert "ran" not in shell.user_ns
+
+
+def test_a_models_trace_is_reused_and_made_again_when_a_layer_is_frozen(shell, trace_first_run):
+    # A Keras model's Python attributes cannot be compared, so its trace used to be made again on
+    # every run (2.4 s a run in benchmarks/heldout.py). It is now keyed by the model's identity, its
+    # layers' trainable flags and its variables.
+    setup(shell, "keras.utils.set_random_seed(1)\n"
+                 "model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation='tanh'), keras.layers.Dense(1)])\n"
+                 "x = tf.random.stateless_normal((32, 8), seed=(1, 2)); t = tf.random.stateless_normal((32, 1), seed=(3, 4))")
+    cell = "loss = tf.reduce_mean((model(x) - t) ** 2)"
+    first, _ = run(shell, "model.trainable_variables --hessian", cell)
+    second, _ = run(shell, "model.trainable_variables --hessian", cell)
+    assert any("traced: derivatives were computed" in note for note in first.notes), first.notes
+    assert any("cached tf.function" in note for note in second.notes), second.notes
+    close(second.hessian, first.hessian)
+    model = shell.user_ns["model"]
+    model.layers[0].trainable = False
+    frozen, _ = run(shell, "model.trainable_variables --hessian", cell)
+    assert frozen.hessian.shape == (17, 17)  # the output layer's kernel (16) and bias (1) only
+    assert not any("cached tf.function" in note for note in frozen.notes), frozen.notes
+    variables = model.trainable_variables
+    with tf.GradientTape(persistent=True) as outer:
+        with tf.GradientTape() as inner:
+            loss = tf.reduce_mean((model(shell.user_ns["x"]) - shell.user_ns["t"]) ** 2)
+        flat = tf.concat([tf.reshape(g, [-1]) for g in inner.gradient(loss, variables)], 0)
+    expected = tf.concat([tf.reshape(b, [17, -1]) for b in outer.jacobian(flat, variables)], 1)
+    close(frozen.hessian, expected, rtol=1e-4, atol=1e-5)

@@ -217,7 +217,7 @@ def test_the_line_is_never_evaluated(shell, tmp_path):
     assert not marker.exists()
 
 
-def test_the_cell_runs_once_and_replays_only_when_they_leave_no_trace(shell):
+def test_the_cell_runs_once_and_replays_only_when_they_leave_no_trace(shell, trace_first_run):
     shell.run_cell("calls = []\nx = tf.Variable([1.0, 2.0])")
     body = "calls.append(1)\ny = tf.reduce_sum(x ** 3)"
     r = shell.run_cell_magic("tape", "x -n 3 --jacobian --hessian", body)

@@ -7,8 +7,12 @@ import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pytest
+
 import tapemagic
 from tapemagic.engine import seeds as _seeds
+
+pytestmark = pytest.mark.usefixtures("trace_first_run")  # these test the traced path itself
 
 N = 24
 

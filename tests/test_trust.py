@@ -14,6 +14,8 @@ from IPython.core.error import UsageError
 import tapemagic
 from conftest import run
 
+pytestmark = pytest.mark.usefixtures("trace_first_run")  # the trace cache is what these test
+
 N = 20  # big enough that Hessians take the traced path
 
 

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from .._result import SourceInfo, TapeResult, TargetResult, WatchedInfo
 from .._spec import SpecError, TapeSpec
-from . import effects as effects_, guard, methods, why
+from . import effects as effects_, flow, guard, methods, why
 from .derive import Derivatives, Recorder, widest
 from .sources import Source, as_variable, concrete_shape, leaves
 from .trace import TraceCache, wanted
@@ -57,8 +57,13 @@ def _tensorflow_warnings(notes: list[str]) -> Iterator[None]:
 class Engine:
     """Differentiates bodies; one per shell (the magic) or a shared default (the Python API)."""
 
-    def __init__(self) -> None:
+    def __init__(self, trace_first_run: bool = False) -> None:
+        """``trace_first_run``: trace a cell or function on its first run too. By default a first
+        run takes its derivatives from the real run's tapes, which answer a one-off cell sooner than
+        tracing and compiling would (benchmarks/heldout.py), and the trace is made when the same
+        code runs again (or at once for --explore, whose sliders re-run it)."""
         self.traces = TraceCache()
+        self.trace_first_run = trace_first_run
 
     def run(self, spec: TapeSpec, body: Any, sources: list[Source], namespace: dict[str, Any] | None = None,
             hvp_vector: Any = None) -> TapeResult:
@@ -84,6 +89,12 @@ class Engine:
         notes: list[str] = [source.note for source in sources if source.note]
         replays = needs_replays(spec)
         tracing = wanted(spec, sources)
+        first_sight = tracing and not (self.trace_first_run or spec.explore or self.traces.seen(body))
+        self.traces.saw(body)
+        if first_sight:
+            tracing = False
+            notes.append("eager tapes: the first run of this code, so the derivatives come from the real run's tapes; "
+                         "a compiled trace pays for itself only when code runs again, so it is made if this runs again")
         static = body.effects() if (replays or tracing) else []
         if static and replays:
             raise SpecError(
@@ -204,6 +215,7 @@ class Engine:
             path=path,
             passes={"reverse": 1, **passes},
             replay_effects=tuple(seen),
+            models=flow.owners(namespace, [source.value for source in sources]),
         )
 
 

@@ -59,7 +59,18 @@ class TraceCache:
         self._entries: collections.OrderedDict[Any, _Entry] = collections.OrderedDict()
         self._no_lift: set[Any] = set()  # cells that need their floats as Python numbers
         self._no_flat: set[Any] = set()  # cells whose sources cannot be fed as one vector
+        self._seen: collections.OrderedDict[Any, None] = collections.OrderedDict()  # code run before
         self.last_trace_seconds: float | None = None
+
+    def seen(self, body: Any) -> bool:
+        """Whether this code (a cell's text, a function) ran before on this engine."""
+        return body.key() in self._seen
+
+    def saw(self, body: Any) -> None:
+        self._seen[body.key()] = None
+        self._seen.move_to_end(body.key())
+        while len(self._seen) > 8 * self.size:
+            self._seen.popitem(last=False)
 
     def derive(self, spec: Any, body: Any, sources: list[Source], recorder: Recorder,
                notes: list[str]) -> dict[str, Derivatives] | None:
@@ -359,6 +370,8 @@ class _Fingerprint:
             if value.dtype.hasobject or value.nbytes > self.MAX_ARRAY_BYTES:
                 raise _Uncomparable
             return ("array", value.shape, value.dtype.str, hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16).digest())
+        if _keras_layer(value):
+            return self._keras(value)
         if id(value) in self.path:
             return ("cycle",)
         self.path.add(id(value))
@@ -403,6 +416,22 @@ class _Fingerprint:
         klass = self.of(kind, depth + 1) if effects._user_class(kind) else ("type", id(kind))
         return ("object", klass, id(value), self.of(dict(attributes), depth + 1))
 
+    def _keras(self, layer: Any) -> Any:
+        """A Keras layer or model by identity, with what changes its graph between runs: which of its
+        layers are trainable (and so read as variables or constants) and which variables it holds.
+        Its Python attributes (trackers, locks, caches) cannot be compared and need not be: a layer
+        whose code was swapped would give a value or gradient the real run does not, and the trace
+        is then dropped (:func:`_disagreement`)."""
+        self.keep.append(layer)
+        try:
+            layers = layer._flatten_layers(include_self=True, recursive=True)
+            state = tuple((id(sub), bool(sub.trainable), getattr(sub, "built", None)) for sub in layers)
+            weights = tuple(id(weight) for weight in layer.weights)
+        except Exception:  # a Keras whose layer API changed: compare nothing rather than the wrong thing
+            raise _Uncomparable from None
+        self.keep.extend(layer.weights)
+        return ("keras", id(layer), state, weights)
+
     def _function(self, function: types.FunctionType, depth: int) -> Any:
         self.keep.append(function.__code__)
         code = function.__code__
@@ -411,6 +440,12 @@ class _Fingerprint:
                         for cell in function.__closure__ or ())
         return ("function", id(code), self.of(function.__defaults__, depth + 1), self.of(function.__kwdefaults__, depth + 1), closure,
                 tuple((name, self.of(function.__globals__[name], depth + 1)) for name in names))
+
+
+def _keras_layer(value: Any) -> bool:
+    """A Keras 3 layer or model (a loss or metric is compared by its attributes like any object)."""
+    module = type(value).__module__
+    return module.startswith("keras") and hasattr(value, "_flatten_layers") and hasattr(value, "weights")
 
 
 def _global_names(code: types.CodeType) -> list[str]:
