@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from . import heatmap, numbers, table
+from . import flow, heatmap, numbers, table
 from .style import STYLE
 
 __all__ = ["render", "section", "copyable", "STYLE", "COPY_LIMIT"]
@@ -22,6 +22,9 @@ _PRE = "white-space:pre;overflow:auto;max-height:18em;max-width:64em;margin:2px 
 def render(result: Any, plot: str | None = None) -> str:
     """The whole result; ``plot`` is the --explore SVG, shown after the targets' tables."""
     parts = [_header(result)]
+    gradient_flow = flow.html(result) if getattr(result, "models", None) else ""
+    if gradient_flow:  # for a Keras model, the first thing to see: where the gradients are small, None or huge
+        parts.append(section("Gradient flow by layer", gradient_flow))
     for target in result.targets:
         parts.extend(_target(result, target))
     if plot:
@@ -55,8 +58,7 @@ def _target(result: Any, target: Any) -> list[str]:
 
 
 def _result_sections(result: Any) -> list[str]:
-    """Sections about the whole result, in order. A per-layer gradient table (render/flow.py) goes here:
-    ``if getattr(result, "layers", None): sections.append(section("Gradient flow", flow.html(result)))``."""
+    """Sections about the whole result, in order (a model's gradient flow comes first, in :func:`render`)."""
     sections = [_watched(result)]
     if result.notes:
         notes = "".join(f'<div class="tm-note">note: {escape(note)}</div>' for note in result.notes)
