@@ -127,6 +127,27 @@ def write_notebook(path: Path) -> None:
     path.write_text(json.dumps(notebook, indent=1))
 
 
+FLOW_SETUP = (
+    "%load_ext tapemagic\nimport keras\nimport numpy as np\nimport tensorflow as tf\n"
+    "keras.utils.set_random_seed(0)\n"
+    "model = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32, activation='relu', name='hidden'),\n"
+    "                          keras.layers.Dense(16, activation='relu', name='middle'), keras.layers.Dense(3, name='out')],\n"
+    "                         name='mlp')\n"
+    "model.get_layer('middle').kernel.assign(model.get_layer('middle').kernel * 1e4)  # exploding on purpose\n"
+    "x = tf.random.stateless_normal((64, 20), seed=(1, 2))\ny = tf.constant(np.arange(64) % 3)\n"
+    "loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)"
+)
+FLOW_CELL = "%%tape model.trainable_variables\nloss = loss_fn(y, model(x))"
+
+
+def write_flow_notebook(path: Path) -> None:
+    cells = [{"cell_type": "code", "execution_count": None, "id": uuid.uuid4().hex[:8], "metadata": {},
+              "outputs": [], "source": source} for source in (FLOW_SETUP, FLOW_CELL)]
+    notebook = {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
+    path.write_text(json.dumps(notebook, indent=1))
+
+
 # ----------------------------------------------------------------------------------------------
 # The server and the browser
 # ----------------------------------------------------------------------------------------------
@@ -168,6 +189,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (root / "notebooks").mkdir()
     write_notebook(root / "notebooks" / "tour.ipynb")
     write_notebook(root / "notebooks" / "notebook7.ipynb")
+    write_flow_notebook(root / "notebooks" / "flow.ipynb")
     _quiet_settings(root / ".settings")
     port, token = _free_port(), uuid.uuid4().hex
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JUPYTER_CONFIG_DIR=str(root / ".jupyter"),
@@ -737,3 +759,32 @@ def test_nbconvert_html_offline(source: str, javascript: bool, browser: Any, req
         assert not problems, "\n".join(problems)
     finally:
         page.context.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# A Keras model's gradient flow by layer (issue #15)
+# ----------------------------------------------------------------------------------------------
+
+def test_gradient_flow_chart_in_lab(server: Server, browser: Any) -> None:
+    """The chart of per-layer gradient norms is the first thing a model's result shows, its table names
+    every layer, the exploding layer is flagged in words, and its text reads in the light theme."""
+    page = browser.new_page(viewport=VIEWPORT)
+    try:
+        open_and_run(page, server.url("lab/tree/flow.ipynb"))
+        output = code_cells(page).nth(1).locator(".jp-OutputArea-output").first
+        output.locator(".tapemagic-flow svg").first.wait_for(timeout=60_000)
+        first_section = output.locator("details.tm-section > summary").first.inner_text()
+        assert "Gradient flow" in first_section, first_section
+        chart = output.locator(".tapemagic-flow svg").first
+        assert chart.is_visible()
+        for layer in ("mlp/hidden", "mlp/middle", "mlp/out"):
+            assert layer in chart.inner_html() or layer in output.inner_text(), f"{layer} is not named"
+        text = output.inner_text()
+        assert "explod" in text, text[:2000]
+        output.scroll_into_view_if_needed()
+        screenshot(output, "lab-gradient-flow")
+        measured = page.evaluate(CONTRAST_JS, ".tapemagic-flow")
+        low = [m for m in measured if m["ratio"] < WCAG_AA]
+        assert measured and not low, low[:10]
+    finally:
+        page.close()
