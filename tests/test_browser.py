@@ -770,7 +770,7 @@ def test_gradient_flow_chart_in_lab(server: Server, browser: Any) -> None:
     every layer, the exploding layer is flagged in words, and its text reads in the light theme."""
     page = browser.new_page(viewport=VIEWPORT)
     try:
-        open_and_run(page, server.url("lab/tree/flow.ipynb"))
+        open_and_run(page, server.url("lab/workspaces/gradient-flow/tree/flow.ipynb"))  # its own workspace: no other notebook beside it
         output = code_cells(page).nth(1).locator(".jp-OutputArea-output").first
         output.locator(".tapemagic-flow svg").first.wait_for(timeout=60_000)
         first_section = output.locator("details.tm-section > summary").first.inner_text()
