@@ -479,3 +479,21 @@ def test_a_models_trace_is_reused_and_made_again_when_a_layer_is_frozen(shell, t
         flat = tf.concat([tf.reshape(g, [-1]) for g in inner.gradient(loss, variables)], 0)
     expected = tf.concat([tf.reshape(b, [17, -1]) for b in outer.jacobian(flat, variables)], 1)
     close(frozen.hessian, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_model_subclassed_in_the_notebook_reuses_its_trace(shell, trace_first_run):
+    setup(shell, "keras.utils.set_random_seed(2)\n"
+                 "class Tiny(keras.Model):\n"
+                 "    def __init__(self):\n"
+                 "        super().__init__()\n"
+                 "        self.dense = keras.layers.Dense(4, activation='tanh')\n"
+                 "    def call(self, inputs):\n"
+                 "        return self.dense(inputs)\n"
+                 "m = Tiny()\nx = tf.Variable(tf.random.stateless_normal((4, 4), seed=(5, 6)))\n_ = m(x)")
+    first, _ = run(shell, "x --jacobian", "y = m(x)")
+    second, _ = run(shell, "x --jacobian", "y = m(x)")
+    assert any("traced: derivatives were computed" in note for note in first.notes), first.notes
+    assert any("cached tf.function" in note for note in second.notes), second.notes
+    with tf.GradientTape() as tape:
+        y = shell.user_ns["m"](shell.user_ns["x"])
+    close(second.jacobian["x"], tape.jacobian(y, shell.user_ns["x"]), rtol=1e-4, atol=1e-6)

@@ -105,3 +105,12 @@ def test_vectors_in_the_html_view_carry_every_element_to_copy():
     r = tapemagic.tape(lambda v: tf.reduce_sum(v * v), [tf.constant([0.1, 0.2])])
     assert ('<td>[0.1, 0.2]<details class="tm-copy"><summary>all 2 as Python</summary><pre style="') in r.to_html()
     assert "np.array([0.1, 0.2], dtype=np.float32)</pre>" in r.to_html()
+
+
+def test_an_empty_jacobian_renders_in_every_view():
+    e = tf.Variable([1.0, 2.0, 3.0])
+    r = tapemagic.tape("y = e[:0] * 2", ["e"], namespace={"e": e}, jacobian=True)
+    assert tuple(r.jacobian["e"].shape) == (0, 3)
+    html = r.with_display(display="html").to_html()
+    assert "(empty: shape (0, 3))" in html
+    assert "tape: y" in r.to_text()

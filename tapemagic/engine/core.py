@@ -89,13 +89,15 @@ class Engine:
         notes: list[str] = [source.note for source in sources if source.note]
         replays = needs_replays(spec)
         tracing = wanted(spec, sources)
+        static = body.effects() if (replays or tracing) else []
         first_sight = tracing and not (self.trace_first_run or spec.explore or self.traces.seen(body))
         self.traces.saw(body)
         if first_sight:
             tracing = False
-            notes.append("eager tapes: the first run of this code, so the derivatives come from the real run's tapes; "
-                         "a compiled trace pays for itself only when code runs again, so it is made if this runs again")
-        static = body.effects() if (replays or tracing) else []
+            if not static:  # code that changes state is never traced: no trace to promise
+                notes.append("eager tapes: the first run of this code, so the derivatives come from the real run's "
+                             "tapes; a compiled trace pays for itself only when code runs again, so it is made if this "
+                             "runs again")
         if static and replays:
             raise SpecError(
                 f"{' and '.join(replays)} would run the cell again, and a second run would change state: "

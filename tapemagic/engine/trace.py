@@ -15,6 +15,7 @@ import collections
 import dataclasses
 import functools
 import hashlib
+import sys
 import time
 import types
 from typing import Any
@@ -133,6 +134,8 @@ class TraceCache:
             return self._call(spec, body, sources, notes, layout)
         except _Impure as error:
             notes.append(f"eager tapes: the traced {what} would change state ({error}), so it was not run; {instead}")
+        except _ReadOtherwise as error:
+            notes.append(f"eager tapes: {error}, which a trace would hold as a constant, so it was not used; {instead}")
         except Exception as error:  # noqa: BLE001 - any failure: the eager path answers (a user's error shows there)
             notes.append(f"eager tapes: tracing the {what} failed ({_first_line(error)})")
         return None
@@ -152,7 +155,7 @@ class TraceCache:
         for number, (lift, lay) in enumerate(attempts):
             try:
                 return self._call_with(spec, body, sources, notes, lift, lay)
-            except _Impure:
+            except (_Impure, _ReadOtherwise):
                 raise
             except Exception:
                 if number == len(attempts) - 1:
@@ -197,6 +200,10 @@ class TraceCache:
             raise _Impure("; ".join(found[:3]))
         if layout is not None and flat.reached_otherwise(graph, sources):
             raise _NotFlat("the cell reaches a source other than by its name")
+        tensors = [s for s in sources if not s.is_variable]  # a variable is read through its handle: that is how it is traced
+        if layout is None and flat.reached_otherwise(graph, tensors):
+            names = ", ".join(s.name for s in tensors if flat.reached_otherwise(graph, [s]))
+            raise _ReadOtherwise(f"the cell also reads {names} under another name (an alias made before the cell)")
         entry, out = self._compile(graph, arguments, notes)
         entry.flat = layout is not None
         return entry, out
@@ -225,6 +232,11 @@ _UNCOMPARABLE = "the cell reads a value tapemagic cannot compare between runs"
 
 class _Impure(Exception):
     """The traced graph holds a state-changing op."""
+
+
+class _ReadOtherwise(Exception):
+    """The traced graph holds a tensor source as a captured constant (read through an alias), so part
+    of the function would not depend on the argument that stands for it: derivatives would be missing."""
 
 
 class _NotFlat(Exception):
@@ -443,9 +455,11 @@ class _Fingerprint:
 
 
 def _keras_layer(value: Any) -> bool:
-    """A Keras 3 layer or model (a loss or metric is compared by its attributes like any object)."""
-    module = type(value).__module__
-    return module.startswith("keras") and hasattr(value, "_flatten_layers") and hasattr(value, "weights")
+    """A Keras 3 layer or model, also one subclassed in the notebook (a loss or metric is compared by
+    its attributes like any object). Keras is not imported for this: if it is not loaded, nothing is one."""
+    keras = sys.modules.get("keras")
+    layer = getattr(getattr(keras, "layers", None), "Layer", None)
+    return layer is not None and isinstance(value, layer) and hasattr(value, "_flatten_layers")
 
 
 def _global_names(code: types.CodeType) -> list[str]:

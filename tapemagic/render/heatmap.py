@@ -100,9 +100,9 @@ def _blocks(size: int) -> list[np.ndarray]:
 def render(data: Any, precision: int, symbol: str = "H") -> str:
     """A heatmap of a matrix (a vector is one row; more dimensions are flattened after the first)."""
     original = numbers.as_array(data)
+    if original.size == 0:  # a Jacobian of an empty target, say: (0, 3) cannot be reshaped with -1
+        return f'<div class="tm-note">(empty: shape {escape(str(tuple(original.shape)))})</div>'
     matrix = original.reshape(original.shape[0], -1) if original.ndim >= 2 else original.reshape(1, -1)
-    if matrix.size == 0:
-        return '<div class="tm-note">(empty)</div>'
     values = matrix.astype(np.float64)
     row_blocks, col_blocks = _blocks(matrix.shape[0]), _blocks(matrix.shape[1])
     sampled = len(row_blocks) < matrix.shape[0] or len(col_blocks) < matrix.shape[1]
