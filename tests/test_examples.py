@@ -230,9 +230,9 @@ def test_issue_example_order_two(shell):
 def test_result_is_the_cell_output_with_text_and_html(shell):
     shell.run_cell("x = tf.Variable(3.0)")
     with capture_output() as captured:
-        shell.run_cell("%%tape x --display html\ny = x**2")
+        executed = shell.run_cell("%%tape x --display html\ny = x**2")
     assert "tape: y = 9" in captured.stdout  # the terminal's displayhook shows the text view
-    result = shell.user_ns["_"]
+    result = executed.result  # what the displayhook showed (not `_`, which a test's own `_ = ...` freezes)
     bundle, _ = shell.display_formatter.format(result)  # what a kernel sends a frontend
     assert "tape: y = 9" in bundle["text/plain"]
     assert "<td>6</td>" in bundle["text/html"]

@@ -489,7 +489,7 @@ def test_a_model_subclassed_in_the_notebook_reuses_its_trace(shell, trace_first_
                  "        self.dense = keras.layers.Dense(4, activation='tanh')\n"
                  "    def call(self, inputs):\n"
                  "        return self.dense(inputs)\n"
-                 "m = Tiny()\nx = tf.Variable(tf.random.stateless_normal((4, 4), seed=(5, 6)))\n_ = m(x)")
+                 "m = Tiny()\nx = tf.Variable(tf.random.stateless_normal((4, 4), seed=(5, 6)))\nbuilt = m(x)")
     first, _ = run(shell, "x --jacobian", "y = m(x)")
     second, _ = run(shell, "x --jacobian", "y = m(x)")
     assert any("traced: derivatives were computed" in note for note in first.notes), first.notes
