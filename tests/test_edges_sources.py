@@ -134,11 +134,7 @@ def test_second_order_per_source_keeps_its_meaning(scalars):
             assert float(got) == pytest.approx(float(expected), rel=1e-6, abs=1e-6)
 
 
-def test_through_the_magic_with_a_tuple_of_variables():
-    from IPython.core.interactiveshell import InteractiveShell
-
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "tapemagic")
+def test_through_the_magic_with_a_tuple_of_variables(shell):
     shell.user_ns.update(tf=tf, ws=tuple(tf.Variable(float(i) / 3) for i in range(20)))
     result = shell.run_cell_magic("tape", "ws --hessian -o r --display none", "y = tf.reduce_sum(tf.stack(ws) ** 4)")
     assert result is None

@@ -57,12 +57,15 @@ def fuzz_shell():
 
     shell = InteractiveShell.instance()
     shell.run_line_magic("load_ext", "tapemagic")
+    before = set(shell.user_ns)
     shell.run_cell(
         "import tensorflow as tf\nx = tf.Variable([1.0, 2.0])\ny = tf.Variable(3.0)\nv = tf.ones(3)\n"
         "def probe(value):\n    try:\n        return tf.reduce_sum(tf.cast(value, tf.float32))\n    except Exception:\n"
         "        return tf.constant(0.0)\n"
     )
-    return shell
+    yield shell
+    for name in set(shell.user_ns) - before:  # the session's shell is shared: later tests must not see x, y, z
+        del shell.user_ns[name]
 
 
 @settings(max_examples=MAGIC_LINES_TRIED, deadline=None, suppress_health_check=list(HealthCheck))
