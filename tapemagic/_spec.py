@@ -228,7 +228,7 @@ def _build_parser() -> _Parser:
     add("--eps", type=_float, metavar="STEP", help="finite-difference step for --check (default per dtype)")
     add("--hvp", metavar="V", help="Hessian-vector product with the vector named V (forward-over-reverse)")
     add("--eager", action="store_true", help="never trace the cell with tf.function; use eager tapes")
-    add("--explore", action="store_true", help="a slider per scalar source that re-runs the cell (widget view)")
+    add("--explore", action="store_true", help="a slider per scalar source; a move re-runs the cell and redraws the result in place (in a kernel)")
     add("--range", action="append", default=[], type=_range, metavar="NAME=LOW:HIGH",
         help="slider range for --explore, e.g. --range x=-3:3")
     return parser
