@@ -225,6 +225,8 @@ class TapeResult:
     replay_effects: tuple[str, ...] = ()  # what a second run would change; empty: replays leave no trace
     # The Keras models (in the user's namespace) that own a source: what ``layers`` names its rows by.
     models: tuple[Any, ...] = dataclasses.field(default=(), repr=False, compare=False)
+    # --graph: the computation graph TensorFlow ran, with values and adjoints (tapemagic._graph).
+    graph: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     # -- numbers --------------------------------------------------------------
     @property

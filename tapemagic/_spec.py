@@ -83,6 +83,7 @@ class TapeSpec:
     hvp: str | None = None
     eager: bool = False
     explore: bool = False
+    graph: bool = False
     ranges: tuple[tuple[str, float, float], ...] = ()
 
     def __post_init__(self) -> None:
@@ -229,6 +230,8 @@ def _build_parser() -> _Parser:
     add("--hvp", metavar="V", help="Hessian-vector product with the vector named V (forward-over-reverse)")
     add("--eager", action="store_true", help="never trace the cell with tf.function; use eager tapes")
     add("--explore", action="store_true", help="a slider per scalar source; a move re-runs the cell and redraws the result in place (in a kernel)")
+    add("--graph", action="store_true",
+        help="draw the cell's computation graph: each op with its value and adjoint (with --forward: its tangents)")
     add("--range", action="append", default=[], type=_range, metavar="NAME=LOW:HIGH",
         help="slider range for --explore, e.g. --range x=-3:3")
     return parser
@@ -268,6 +271,7 @@ def parse_line(line: str) -> TapeSpec:
         hvp=None if namespace.hvp is None else _normal(namespace.hvp),
         eager=namespace.eager,
         explore=namespace.explore,
+        graph=namespace.graph,
         ranges=tuple(namespace.range),
     )
 
