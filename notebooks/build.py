@@ -2,6 +2,9 @@
 
     TAPEMAGIC_MNIST_DIR=../shared/data/mnist python notebooks/build.py [NAME ...]
 
+NAME is an English notebook ("quickstart") or its Chinese twin ("zh/quickstart", made from the
+English cells and the Chinese prose of ``cells_zh.py``); no NAME builds them all.
+
 Each notebook is a list of cells below: ("md", text) or ("code", source), with an
 optional third element, a list of tags (nbval's "raises-exception"). A code cell
 whose source starts with ``# NBVAL_IGNORE_OUTPUT`` varies from run to run (training
@@ -30,6 +33,11 @@ QUICKSTART = [
     ("code", "%%tape x y\nf = x**2 * y + y + 2"),
     ("md", "∂f/∂x = 2xy = 24 and ∂f/∂y = x² + 1 = 10. The cell's assignments stay in the namespace, as in any cell:"),
     ("code", "f"),
+    ("md", "## See the computation graph\n\n`--graph` draws the cell's computation graph: each op TensorFlow ran is a "
+           "node, shown with its value and its adjoint ∂f/∂node, what the reverse pass carried back to it. Look at y: "
+           "it reaches f along two paths, through x²·y, which carries back x² = 9, and through `+ y`, which carries "
+           "back 1; their sum, 9 + 1 = 10, is ∂f/∂y."),
+    ("code", "%%tape x y --graph\nf = x**2 * y + y + 2"),
     ("md", "## Higher orders\n\n`-n 2` nests two tapes. ∂²f/∂y² is 0, not `None`: ∂f/∂y = x² + 1 no longer depends "
            "on y, which TensorFlow reports as `None`, but the derivative of a connected source is zero there."),
     ("code", "%%tape x y -n 2\nf = x**2 * y + y + 2"),
@@ -167,12 +175,20 @@ AUTODIFF = [
     ("code", "x = tf.Variable(3.0)\ny = tf.Variable(4.0)\nwith tf.autodiff.ForwardAccumulator(primals=x, tangents=tf.constant(1.0)) as acc:\n"
              "    f = x**2 * y + y + 2\nprint(f.numpy(), acc.jvp(f).numpy())"),
     ("code", "%%tape x y --forward\nf = x**2 * y + y + 2"),
+    ("md", "`--graph --forward` draws those passes on the computation graph: for each source, the tangent each node "
+           "carries forward, the ε part of its dual number. Seeded with x (tangent 1), x² gets 2x · 1 = 6, x²·y gets "
+           "6 · 4 = 24, and f keeps 24: f(3 + ε, 4) = 42 + 24ε. Seeded with y, the tangents end at 10."),
+    ("code", "%%tape x y --graph --forward\nf = x**2 * y + y + 2"),
     ("md", "## E22: reverse mode\n\nOne forward pass records the operations; one reverse pass from f gives every "
            "partial derivative at once: 24 and 10 together. With n inputs and one output, forward mode needs n "
            "passes and reverse mode one, which is why training a network with millions of weights and one loss "
            "uses reverse mode."),
     ("code", "%%tape x y -o r --display none\nf = x**2 * y + y + 2"),
     ("code", "print({name: float(g) for name, g in r.gradients.items()}, 'reverse passes:', r.passes['reverse'])"),
+    ("md", "`--graph` draws that reverse pass: each node's adjoint ∂f/∂node, from f (adjoint 1) back to the sources. "
+           "Look at y: it feeds two ops, so two contributions come back to it, x² = 9 through x²·y and 1 through "
+           "`+ y`, and its adjoint is their sum, ∂f/∂y = 10 = x² + 1. x gets 2x · y = 24 through x²."),
+    ("code", "%%tape x y --graph\nf = x**2 * y + y + 2"),
 ]
 
 EAGER = [
@@ -192,10 +208,17 @@ EAGER = [
     ("md", "y exists only inside the cell, so ask the kept persistent tape (`-p`) for it:"),
     ("code", "%%tape x -t z -p -o r\ny = tf.reduce_sum(x)\nz = tf.multiply(y, y)"),
     ("code", "print(r.tape.gradient(r.value, y))"),
+    ("md", "`--graph` shows it without asking: every intermediate value on the graph carries its adjoint. y's is "
+           "dz/dy = 8: y is both inputs of the multiplication y·y, and each carries back y = 4. Each element of x "
+           "gets y's 8 through the sum."),
+    ("code", "%%tape x -t z --graph\ny = tf.reduce_sum(x)\nz = tf.multiply(y, y)"),
     ("md", "## E25: a persistent tape, two gradients"),
     ("code", "x = tf.constant(3.0)\nwith tf.GradientTape(persistent=True) as t:\n    t.watch(x)\n    y = x * x\n    z = y * y\n"
              "dz_dx = t.gradient(z, x)  # 108.0 (4*x^3 at x = 3)\ndy_dx = t.gradient(y, x)  # 6.0\ndel t\nprint(dz_dx, dy_dx)"),
     ("code", "%%tape x -t z -t y\ny = x * x\nz = y * y"),
+    ("md", "On the graph: z = y·y gives y the adjoint 2y = 18, and y = x·x passes it on to x through both of its "
+           "inputs, 18 · 3 each time: 108 = 4x³."),
+    ("code", "%%tape x -t z --graph\ny = x * x\nz = y * y"),
     ("md", "## E26: Python control flow is recorded as it runs"),
     ("code", "def f(x, y):\n    output = 1.0\n    for i in range(y):\n        if i > 1 and i < 5:\n            output = tf.multiply(output, x)\n"
              "    return output\n\ndef grad(x, y):\n    with tf.GradientTape() as t:\n        t.watch(x)\n        out = f(x, y)\n    return t.gradient(out, x)\n\n"
@@ -246,7 +269,9 @@ def plain(nb: nbformat.NotebookNode) -> None:
 
 def build(name: str, cells: list[tuple]) -> None:
     nb = notebook(cells)
-    NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(HERE)}},
+    path = HERE / f"{name}.ipynb"
+    path.parent.mkdir(exist_ok=True)
+    NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
                    allow_errors=True).execute()
     for cell in nb.cells:
         if cell.cell_type == "code" and "raises-exception" not in cell.metadata.get("tags", []):
@@ -254,15 +279,17 @@ def build(name: str, cells: list[tuple]) -> None:
             if errors:
                 raise RuntimeError(f"{name}: cell {cell.id} failed: {errors[0].ename}: {errors[0].evalue}")
     plain(nb)
-    nbformat.write(nb, HERE / f"{name}.ipynb")
+    nbformat.write(nb, path)
     print(f"wrote {name}.ipynb")
 
 
 def main(names: list[str]) -> None:
     sys.path.insert(0, str(HERE))
+    from cells_zh import localize  # the Chinese notebooks' prose
     from mlp_cells import MLP  # the MNIST notebook's cells, kept beside this file
 
-    every = {**NOTEBOOKS, "001_gradients_and_mlp": MLP}
+    english = {**NOTEBOOKS, "001_gradients_and_mlp": MLP}
+    every = {**english, **{f"zh/{name}": localize(name, cells) for name, cells in english.items()}}
     for name in names or list(every):
         build(name, every[name])
 
