@@ -1,11 +1,15 @@
 """The Python API: the same engine as %%tape, without IPython."""
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import functools
 import inspect
 import types
 from typing import Any, Callable, Mapping, Sequence
 
+from . import _i18n
+from ._i18n import _
 from ._result import TapeResult
 from ._spec import SpecError, TapeSpec
 from .engine import Engine
@@ -35,15 +39,15 @@ def check_out_name(spec: TapeSpec, names: tuple[str, ...], namespace: dict[str, 
     if spec.out is None:
         return
     if isinstance(namespace.get(spec.out), types.ModuleType):
-        raise SpecError(f"-o {spec.out} would write the result over the module {spec.out}: store it under another "
-                        "name, e.g. -o r")
+        raise SpecError(_("-o {name} would write the result over the module {name}: store it under another "
+                          "name, e.g. -o r", name=spec.out))
     heads = {source.split(".")[0] for source in spec.sources}
     if spec.out in heads:
-        raise SpecError(f"-o {spec.out} would write the result over the source {spec.out}: store it under another "
-                        f"name, e.g. -o r")
+        raise SpecError(_("-o {name} would write the result over the source {name}: store it under another "
+                          "name, e.g. -o r", name=spec.out))
     if spec.out in names:
-        raise SpecError(f"-o {spec.out} would write the result over the target {spec.out} that the cell assigns: "
-                        "store it under another name, e.g. -o r")
+        raise SpecError(_("-o {name} would write the result over the target {name} that the cell assigns: "
+                          "store it under another name, e.g. -o r", name=spec.out))
 
 
 def run_code(engine: Engine, spec: TapeSpec, code: str, namespace: dict[str, Any], prefix: str = "tape") -> TapeResult:
@@ -63,6 +67,7 @@ def _rerun(engine: Engine, spec: TapeSpec, code: str, before: dict[str, Any], re
     """For --explore: run the cell at other source values, on a copy of the namespace as it was
     before the cell. Only made when the engine found that a second run changes no state; the
     rerun's printed output is swallowed. The cell is compiled once here."""
+    language = _i18n.current()  # a slider's re-run speaks the language of the result it redraws
     quiet = dataclasses.replace(spec, explore=False, ranges=(), out=None, display="none", check=False, forward=False, hvp=None)
     dtypes = {source.name: source.value.dtype for source in result.sources}
     cell = compile_cell(code, prefix="tape-explore")
@@ -79,7 +84,7 @@ def _rerun(engine: Engine, spec: TapeSpec, code: str, before: dict[str, Any], re
             copy[name] = tf.constant(value, dtype=dtypes[name])
         body = CellBody(cell, copy, quiet.targets)
         try:
-            with quiet_replay():
+            with quiet_replay(), _i18n.language(language):
                 return engine.run(quiet, body, resolve(quiet.sources, copy), copy)
         except ReplayLeftTrace as error:
             stopped.append(error)
@@ -88,13 +93,32 @@ def _rerun(engine: Engine, spec: TapeSpec, code: str, before: dict[str, Any], re
     return rerun
 
 
+def _speaking(function: Callable[..., TapeResult]) -> Callable[..., TapeResult]:
+    """Run ``function`` (and render its result) in the language its ``language=`` argument asks for: None is the
+    language of an enclosing ``with tapemagic._i18n.language(...)`` block, else "auto" (the locale)."""
+    @functools.wraps(function)
+    def speaking(*args: Any, language: str | None = None, **kwargs: Any) -> TapeResult:
+        if language is None:
+            language = _i18n.current() if _i18n._CURRENT in contextvars.copy_context() else "auto"
+        try:
+            code = _i18n.resolve(language)
+        except ValueError:
+            raise SpecError(_("language must be one of {choices}, not {value}",
+                              choices=", ".join(_i18n.CHOICES), value=repr(language))) from None
+        with _i18n.language(code):
+            return function(*args, language=code, **kwargs).with_display(language=code)
+
+    return speaking
+
+
+@_speaking
 def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, Any] | None = None, *,
          namespace: dict[str, Any] | None = None, targets: Sequence[str] = (), order: int = 1,
          jacobian: bool = False, hessian: bool = False, persistent: bool = False,
          auto_watch: bool = True, watch: bool = True, forward: bool = False, check: bool = False,
          eps: float | None = None, hvp: Any = None, eager: bool = False, display: str = "auto",
          explore: bool = False, ranges: Sequence[tuple[str, float, float]] = (), out: str | None = None,
-         engine: Engine | None = None) -> TapeResult:
+         engine: Engine | None = None, language: str | None = None) -> TapeResult:
     """Differentiate code or a function, as ``%%tape`` does.
 
     Parameters
@@ -115,6 +139,10 @@ def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, A
         For code: also store the result in ``namespace`` under this name (``-o``).
     engine
         An :class:`Engine` to use; by default one shared engine, so traces are reused across calls.
+    language
+        The language of the result's words and of error messages: "en", "zh", or "auto" (the locale:
+        LC_ALL, LC_MESSAGES, LANG); by default the language of an enclosing
+        ``with tapemagic._i18n.language(...)`` block, else "auto".
 
     Returns
     -------
@@ -133,7 +161,7 @@ def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, A
     if isinstance(body, str):
         names = tuple(sources or ())
         if any(not isinstance(name, str) for name in names):
-            raise SpecError("with code, sources are names in the namespace: tape('y = x**2', ['x'], namespace=ns)")
+            raise SpecError(_("with code, sources are names in the namespace: tape('y = x**2', ['x'], namespace=ns)"))
         spec = TapeSpec(sources=names, hvp=hvp, out=out, **common)
         namespace = {} if namespace is None else namespace
         result = run_code(engine, spec, body, namespace).with_display(display=display)
@@ -141,10 +169,10 @@ def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, A
             namespace[out] = result
         return result
     if not callable(body):
-        raise SpecError(f"tape() takes code (a string) or a callable, not a {type(body).__name__}")
+        raise SpecError(_("tape() takes code (a string) or a callable, not a {kind}", kind=type(body).__name__))
     if explore or out:
-        raise SpecError("explore= and out= work with code (a string) run in a namespace; call the function "
-                        "yourself at other values, and keep the returned result")
+        raise SpecError(_("explore= and out= work with code (a string) run in a namespace; call the function "
+                          "yourself at other values, and keep the returned result"))
     names, values = _named(body, sources)
     spec = TapeSpec(sources=tuple(names), **common)
     result = engine.run(spec, FunctionBody(body, spec.targets), from_values(names, values), None, hvp_vector=hvp)
@@ -153,7 +181,7 @@ def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, A
 
 def _named(function: Callable[..., Any], sources: Any) -> tuple[list[str], list[Any]]:
     if sources is None:
-        raise SpecError("a callable needs its source values: tape(f, [3.0, 4.0]) or tape(f, {'x': 3.0})")
+        raise SpecError(_("a callable needs its source values: tape(f, [3.0, 4.0]) or tape(f, {'x': 3.0})"))
     if isinstance(sources, Mapping):
         return [str(name) for name in sources], list(sources.values())
     values = list(sources)

@@ -14,11 +14,27 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from traitlets import Enum, Int
+from traitlets import Enum, Int, TraitError, Unicode, observe
 
-from ._spec import DISPLAYS, HELP, SpecError, builtin_name, parse_line, split_line_magic
+from . import _i18n
+from ._i18n import _
+from ._spec import DISPLAYS, SpecError, builtin_name, help_text, parse_line, split_line_magic
 
 __all__ = ["TapeMagics"]
+
+
+class _Language(Unicode):  # type: ignore[type-arg]
+    """A language setting: "auto", or a code of ``_i18n.LANGUAGES`` ("zh_CN" is kept as "zh"). Checked as it is
+    set (also inside ``%config``, where a cross-validator would run only after the observers)."""
+
+    def validate(self, obj: Any, value: Any) -> str:
+        value = super().validate(obj, value)
+        try:
+            code = _i18n.resolve(value)
+        except ValueError:
+            raise TraitError(_("TapeMagics.language must be one of {choices} (auto follows the locale), "
+                               "not {value}", choices=", ".join(_i18n.CHOICES), value=repr(value))) from None
+        return "auto" if value.strip().lower() == "auto" else code
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -32,16 +48,29 @@ class TapeMagics(Magics):
                         "frontend), widget (the same HTML in an ipywidget), text or none.").tag(config=True)
     precision = Int(4, help="Significant digits shown for numbers.").tag(config=True)
     max_elements = Int(12, help="Arrays with more elements than this are summarized.").tag(config=True)
+    language = _Language("auto", help="The language of results, messages and %%tape? help: auto (follows the "
+                                    "locale: LC_ALL, LC_MESSAGES, LANG), en or zh.").tag(config=True)
 
     def __init__(self, shell: Any) -> None:
         super().__init__(shell)
         shell.configurables.append(self)
         self._engine: Any = None
+        _set_help_language(self.language)
+
+    @observe("language")
+    def _language_changed(self, change: Any) -> None:
+        _set_help_language(change["new"])
 
     @no_var_expand  # IPython would otherwise evaluate {...} and $name in the line before we see it
     @line_cell_magic
     def tape(self, line: str, cell: str | None = None) -> Any:
         __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in tracebacks
+        # The line is read, the cell differentiated and the result rendered in the language set now.
+        with _i18n.language(self.language) as code:
+            return self._tape(line, cell, code)
+
+    def _tape(self, line: str, cell: str | None, code: str) -> Any:
+        __tracebackhide__ = True  # noqa: F841
         try:
             if cell is None:
                 line, cell = split_line_magic(line)
@@ -62,6 +91,7 @@ class TapeMagics(Magics):
             raise error.with_traceback(_user_frames(error.__traceback__))
         result = result.with_display(
             display=spec.display or self.display, precision=self.precision, max_elements=self.max_elements,
+            language=code,
         )
         if spec.out:
             self.shell.user_ns[spec.out] = result
@@ -86,12 +116,17 @@ class TapeMagics(Magics):
                 if not ours:
                     continue  # the notebook defined a variable of that name: it is the source
             value = getattr(builtins, head, namespace.get(head))
-            kind = "type" if isinstance(value, type) else "function" if callable(value) else "name"
-            what = "the --hvp vector" if path == spec.hvp and path not in spec.sources else "a source"
-            raise UsageError(
-                f"{head} is Python's builtin {kind} {head}, not a variable of this notebook, so it cannot be "
-                f"{what}: name a variable defined in an earlier cell, e.g. x = tf.Variable(3.0), then %%tape x"
-            )
+            builtin = (_("Python's builtin type {name}", name=head) if isinstance(value, type) else
+                       _("Python's builtin function {name}", name=head) if callable(value) else
+                       _("Python's builtin name {name}", name=head))
+            if path == spec.hvp and path not in spec.sources:
+                raise UsageError(_(
+                    "{name} is {builtin}, not a variable of this notebook, so it cannot be the --hvp vector: "
+                    "name a variable defined in an earlier cell, e.g. v = tf.constant([1.0, 0.0]), then "
+                    "%%tape x --hvp v", name=head, builtin=builtin))
+            raise UsageError(_(
+                "{name} is {builtin}, not a variable of this notebook, so it cannot be a source: name a variable "
+                "defined in an earlier cell, e.g. x = tf.Variable(3.0), then %%tape x", name=head, builtin=builtin))
 
 
 def _explorable(result: Any) -> bool:
@@ -122,13 +157,33 @@ def _show_explorer(result: Any) -> None:
     explorer.on_update = lambda bundle: handle.update(bundle, raw=True)
     sliders = explorer.box._repr_mimebundle_()
     # What a frontend without the widget shows (a terminal, an export without widget state): what they were.
-    sliders["text/plain"] = "--explore sliders (they move while the kernel runs): " + ", ".join(
-        f"{name} in [{slider.min:g}, {slider.max:g}]" for name, slider in explorer.sliders.items())
+    sliders["text/plain"] = _("--explore sliders (they move while the kernel runs): {sliders}", sliders=", ".join(
+        _("{name} in [{low}, {high}]", name=name, low=f"{slider.min:g}", high=f"{slider.max:g}")
+        for name, slider in explorer.sliders.items()))
     display(sliders, raw=True)
     return None
 
 
-TapeMagics.tape.__doc__ = "::\n\n  " + HELP.replace("\n", "\n  ")
+def _docstring(code: str) -> str:
+    return "::\n\n  " + help_text(code).replace("\n", "\n  ")
+
+
+_HELP_LANGUAGE = ["auto"]  # TapeMagics.language as set: what %%tape? speaks
+
+
+def _set_help_language(setting: str) -> None:
+    """%%tape? in the language set (its docstring follows ``TapeMagics.language``)."""
+    _HELP_LANGUAGE[0] = setting
+    TapeMagics.tape.__doc__ = _docstring(_i18n.resolve(setting))
+
+
+def _current_docstring() -> str:
+    """What IPython's ``?`` reads (it asks an object's ``getdoc()`` first): "auto" follows the locale now."""
+    return _docstring(_i18n.resolve(_HELP_LANGUAGE[0]))
+
+
+TapeMagics.tape.__doc__ = _docstring("en")
+TapeMagics.tape.getdoc = _current_docstring  # type: ignore[attr-defined]
 
 
 def _ends_with_semicolon(cell: str) -> bool:

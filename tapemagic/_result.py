@@ -6,6 +6,8 @@ import functools
 import math
 from typing import Any, Iterator, Mapping, Sequence, overload
 
+from . import _i18n
+from ._i18n import _
 from ._spec import TapeSpec
 
 __all__ = ["TapeResult", "TargetResult", "SourceInfo", "WatchedInfo", "CheckReport", "LayerRow", "LayerTable"]
@@ -227,6 +229,8 @@ class TapeResult:
     models: tuple[Any, ...] = dataclasses.field(default=(), repr=False, compare=False)
     # --graph: the computation graph TensorFlow ran, with values and adjoints (tapemagic._graph).
     graph: Any = dataclasses.field(default=None, repr=False, compare=False)
+    # The language the result was made in ("en", "zh"): its notes are in it, and it renders in it.
+    language: str = dataclasses.field(default_factory=_i18n.current)
 
     # -- numbers --------------------------------------------------------------
     @property
@@ -300,24 +304,29 @@ class TapeResult:
 
     # -- display --------------------------------------------------------------
     def with_display(self, **settings: Any) -> "TapeResult":
-        """A copy with other display settings (display, precision, max_elements)."""
+        """A copy with other display settings (display, precision, max_elements, language)."""
+        if "language" in settings:
+            settings["language"] = _i18n.resolve(settings["language"])
         return dataclasses.replace(self, **settings)
 
     def widget(self) -> Any:
         """The static view in an ipywidgets box (what ``--display widget`` shows)."""
         from .render import widget
 
-        return widget.build(self)
+        with _i18n.language(self.language):
+            return widget.build(self)
 
     def to_text(self) -> str:
         from .render import text
 
-        return text.render(self)
+        with _i18n.language(self.language):
+            return text.render(self)
 
     def to_html(self) -> str:
         from .render import html
 
-        return html.render(self)
+        with _i18n.language(self.language):
+            return html.render(self)
 
     def __repr__(self) -> str:
         return self.to_text()
@@ -337,5 +346,6 @@ class TapeResult:
         if self.display == "widget":
             from .render import widget
 
-            bundle.update(widget.bundle(self))
+            with _i18n.language(self.language):
+                bundle.update(widget.bundle(self))
         return bundle

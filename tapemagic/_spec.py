@@ -13,7 +13,10 @@ import re
 import shlex
 import unicodedata
 
-__all__ = ["TapeSpec", "SpecError", "parse_line", "split_line_magic", "HELP"]
+from . import _i18n
+from ._i18n import _
+
+__all__ = ["TapeSpec", "SpecError", "parse_line", "split_line_magic", "HELP", "help_text"]
 
 DISPLAYS = ("auto", "widget", "html", "text", "none")
 MAX_ORDER = 8
@@ -43,16 +46,16 @@ def builtin_name(name: str) -> bool:
 
 def _check_out(out: str) -> None:
     if not _is_name(out):
-        raise SpecError(f"-o needs a plain name to store the result in, not {out!r}: e.g. -o r")
+        raise SpecError(_("-o needs a plain name to store the result in, not {name}: e.g. -o r", name=repr(out)))
     if out == "__builtins__" or out == "__builtin__":
-        raise SpecError(f"-o {out} would shadow Python's builtins ({out}), and every later cell needs them: "
-                        "store the result under another name, e.g. -o r")
+        raise SpecError(_("-o {name} would shadow Python's builtins ({name}), and every later cell needs them: "
+                          "store the result under another name, e.g. -o r", name=out))
     if out.startswith("__") and out.endswith("__"):
-        raise SpecError(f"-o {out}: names with double underscores on both sides are Python's own "
-                        "(__name__, __builtins__, ...): store the result under another name, e.g. -o r")
+        raise SpecError(_("-o {name}: names with double underscores on both sides are Python's own "
+                          "(__name__, __builtins__, ...): store the result under another name, e.g. -o r", name=out))
     if builtin_name(out):
-        raise SpecError(f"-o {out} would shadow Python's builtin {out}, which later cells may need: "
-                        "store the result under another name, e.g. -o r")
+        raise SpecError(_("-o {name} would shadow Python's builtin {name}, which later cells may need: "
+                          "store the result under another name, e.g. -o r", name=out))
 
 
 class SpecError(ValueError):
@@ -90,51 +93,52 @@ class TapeSpec:
         _check_int_order(self.order)
         for name in (*self.sources, *self.targets):
             words = [part for part in name.split(".") if keyword.iskeyword(part)] if isinstance(name, str) else []
+            if words and words[0] == name:
+                raise SpecError(_("{word} is a Python keyword, not a name: name a variable, as in %%tape x -t y",
+                                  word=repr(words[0])))
             if words:
-                where = "" if words[0] == name else f" (in {name!r})"
-                raise SpecError(f"{words[0]!r}{where} is a Python keyword, not a name: name a variable, "
-                                "as in %%tape x -t y")
+                raise SpecError(_("{word} (in {name}) is a Python keyword, not a name: name a variable, "
+                                  "as in %%tape x -t y", word=repr(words[0]), name=repr(name)))
         for source in self.sources:
             if not _is_dotted(source):
-                raise SpecError(
-                    f"{source!r} is not a name or a dotted path: write a source as "
-                    "x, layer.kernel or model.trainable_variables"
-                )
+                raise SpecError(_(
+                    "{source} is not a name or a dotted path: write a source as "
+                    "x, layer.kernel or model.trainable_variables", source=repr(source)))
         for target in self.targets:
             if not _is_name(target):
-                raise SpecError(
-                    f"{target!r} is not a plain name: a target is a name the cell "
-                    "assigns, as in %%tape x -t y"
-                )
+                raise SpecError(_(
+                    "{target} is not a plain name: a target is a name the cell "
+                    "assigns, as in %%tape x -t y", target=repr(target)))
         if len(set(self.targets)) != len(self.targets):
-            raise SpecError("a target is named twice: give each -t NAME once")
+            raise SpecError(_("a target is named twice: give each -t NAME once"))
         if len(set(self.sources)) != len(self.sources):
-            raise SpecError("a source is named twice: give each SOURCE once")
+            raise SpecError(_("a source is named twice: give each SOURCE once"))
         if self.out is not None:
             _check_out(self.out)
         if self.display is not None and self.display not in DISPLAYS:
-            raise SpecError(f"--display must be one of {', '.join(DISPLAYS)}, not {self.display!r}")
+            raise SpecError(_("--display must be one of {choices}, not {value}",
+                              choices=", ".join(DISPLAYS), value=repr(self.display)))
         if self.eps is not None and not (self.eps > 0 and self.eps < 1):
-            raise SpecError(f"--eps must be a small positive step such as 1e-3, not {self.eps!r}")
+            raise SpecError(_("--eps must be a small positive step such as 1e-3, not {value}", value=repr(self.eps)))
         if self.eps is not None and not self.check:
-            raise SpecError("--eps sets the finite-difference step of --check: add --check")
+            raise SpecError(_("--eps sets the finite-difference step of --check: add --check"))
         if not self.watch_sources and self.auto_watch:
-            raise SpecError(
+            raise SpecError(_(
                 "--no-watch only makes sense with --no-auto-watch (otherwise the tape watches "
-                "every variable it reads): %%tape x --no-auto-watch --no-watch"
-            )
+                "every variable it reads): %%tape x --no-auto-watch --no-watch"))
         if self.hvp is not None and not _is_dotted(self.hvp):
-            raise SpecError(f"--hvp needs the name of a vector, not {self.hvp!r}: %%tape x --hvp v")
+            raise SpecError(_("--hvp needs the name of a vector, not {value}: %%tape x --hvp v", value=repr(self.hvp)))
         if self.ranges and not self.explore:
-            raise SpecError("--range sets a slider of --explore: add --explore")
-        ranged = [name for name, _, _ in self.ranges]
+            raise SpecError(_("--range sets a slider of --explore: add --explore"))
+        ranged = [name for name, _low, _high in self.ranges]
         for name, low, high in self.ranges:
             if not low < high:
-                raise SpecError(f"--range {name}={low}:{high}: the low end must be below the high end")
+                raise SpecError(_("--range {name}={low}:{high}: the low end must be below the high end",
+                                  name=name, low=low, high=high))
             if self.sources and name not in self.sources:
-                raise SpecError(f"--range names {name!r}, which is not a source of this cell")
+                raise SpecError(_("--range names {name}, which is not a source of this cell", name=repr(name)))
         if len(set(ranged)) != len(ranged):
-            raise SpecError("--range gives the same source twice")
+            raise SpecError(_("--range gives the same source twice"))
 
     @property
     def depth(self) -> int:
@@ -144,52 +148,82 @@ class TapeSpec:
 
 def _check_int_order(order: object) -> None:
     if isinstance(order, bool) or not isinstance(order, int):
-        raise SpecError(f"order must be a whole number, not {order!r}: %%tape -n 2 x")
+        raise SpecError(_("order must be a whole number, not {value}: %%tape -n 2 x", value=repr(order)))
     if order < 1:
-        raise SpecError(f"order must be 1 or more, not {order}: %%tape -n 2 x")
+        raise SpecError(_("order must be 1 or more, not {value}: %%tape -n 2 x", value=order))
     if order > MAX_ORDER:
-        raise SpecError(
-            f"order {order} is more than tapemagic computes ({MAX_ORDER}): each order nests "
-            "another tape and costs another backward pass; use -n 3 or so"
-        )
+        raise SpecError(_(
+            "order {order} is more than tapemagic computes ({most}): each order nests "
+            "another tape and costs another backward pass; use -n 3 or so", order=order, most=MAX_ORDER))
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting the kernel."""
+    """argparse that raises instead of exiting the kernel, and speaks the current language."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise SpecError(f"{message}. See %%tape? for the options.")
+        raise SpecError(_("{message}. See %%tape? for the options.", message=_argparse_message(message)))
 
     def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
-        raise SpecError(message or "see %%tape? for the options")
+        raise SpecError(message or _("see %%tape? for the options"))
+
+    def format_help(self) -> str:
+        text = super().format_help()
+        if text.startswith("usage: "):  # argparse's own word, from its own (English) catalog
+            text = _("usage:") + " " + text[len("usage: "):]
+        return text
+
+
+def _argparse_message(message: str) -> str:
+    """argparse's own error messages (English, from its gettext domain) in the current language."""
+    if _i18n.current() == "en":
+        return message
+    match = re.fullmatch(r"unrecognized arguments: (.*)", message, re.S)
+    if match:
+        return _("unrecognized arguments: {arguments}", arguments=match[1])
+    match = re.fullmatch(r"argument (\S+): (.*)", message, re.S)
+    if not match:
+        return message
+    argument, detail = match.groups()
+    choice = re.fullmatch(r"invalid choice: (.*) \(choose from (.*)\)", detail, re.S)
+    ignored = re.fullmatch(r"ignored explicit argument (.*)", detail, re.S)
+    if detail == "expected one argument":
+        detail = _("expected one argument")
+    elif choice:
+        detail = _("invalid choice: {value} (choose from {choices})", value=choice[1], choices=choice[2])
+    elif ignored:
+        detail = _("ignored explicit argument {value} (this option takes no value)", value=ignored[1])
+    return _("argument {argument}: {detail}", argument=argument, detail=detail)
 
 
 def _order(text: str) -> int:
     try:
         return int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"order must be a whole number, not {text!r}") from None
+        raise argparse.ArgumentTypeError(_("order must be a whole number, not {value}", value=repr(text))) from None
 
 
 def _float(text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError(_("not a number: {value}", value=repr(text))) from None
 
 
 def _range(text: str) -> tuple[str, float, float]:
     match = _RANGE.match(text)
     if not match:
-        raise argparse.ArgumentTypeError(f"a range is written NAME=LOW:HIGH, as x=-3:3, not {text!r}")
+        raise argparse.ArgumentTypeError(_("a range is written NAME=LOW:HIGH, as x=-3:3, not {value}",
+                                           value=repr(text)))
     name, low, high = match.groups()
     if not _is_name(name):
-        raise argparse.ArgumentTypeError(f"a range is written NAME=LOW:HIGH, as x=-3:3; {name!r} is not a name")
+        raise argparse.ArgumentTypeError(_("a range is written NAME=LOW:HIGH, as x=-3:3; {name} is not a name",
+                                           name=repr(name)))
     name = _normal(name)
     try:
         return name, float(low), float(high)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a range is written NAME=LOW:HIGH with numbers, not {text!r}") from None
+        raise argparse.ArgumentTypeError(_("a range is written NAME=LOW:HIGH with numbers, not {value}",
+                                           value=repr(text))) from None
 
 
 def _build_parser() -> _Parser:
@@ -197,48 +231,69 @@ def _build_parser() -> _Parser:
         prog="%%tape",
         add_help=False,
         allow_abbrev=False,
-        description=(
+        description=_(
             "Run the cell inside nested tf.GradientTape()s and show the target's value, its "
             "gradients with respect to each SOURCE, higher orders, Jacobians and Hessians, and "
             "the variables the tape watched. As a line magic: %tape x -- x**3 + 2*x**2 + 1"
         ),
-        epilog=(
+        epilog=_(
             "The target is the cell's last expression, or the name its last statement assigns. "
             "A non-scalar target is summed, as tape.gradient does. Python numbers and NumPy "
             "arrays named as sources become float tf.constants under the same name."
         ),
     )
+    # argparse names these groups in its own (English) catalog
+    parser._positionals.title = _("positional arguments")
+    parser._optionals.title = _("options")
     add = parser.add_argument
     add("sources", nargs="*", metavar="SOURCE",
-        help="names or dotted paths to differentiate with respect to; default: the trainable "
-             "variables the cell touched")
+        help=_("names or dotted paths to differentiate with respect to; default: the trainable "
+               "variables the cell touched"))
     add("-t", "--target", action="append", default=[], metavar="NAME",
-        help="what to differentiate (repeatable); default: the cell's last expression or assignment")
-    add("-n", "--order", type=_order, default=1, metavar="N", help="derivatives of order 1..N (default 1)")
-    add("--jacobian", action="store_true", help="the full Jacobian of the target for each source")
-    add("--hessian", action="store_true", help="all second partial derivatives over the sources' elements")
-    add("-p", "--persistent", action="store_true", help="keep the persistent tape on the result as r.tape")
+        help=_("what to differentiate (repeatable); default: the cell's last expression or assignment"))
+    add("-n", "--order", type=_order, default=1, metavar="N", help=_("derivatives of order 1..N (default 1)"))
+    add("--jacobian", action="store_true", help=_("the full Jacobian of the target for each source"))
+    add("--hessian", action="store_true", help=_("all second partial derivatives over the sources' elements"))
+    add("-p", "--persistent", action="store_true", help=_("keep the persistent tape on the result as r.tape"))
     add("--no-auto-watch", action="store_true",
-        help="watch_accessed_variables=False: only the named sources are watched")
+        help=_("watch_accessed_variables=False: only the named sources are watched"))
     add("--no-watch", action="store_true",
-        help="with --no-auto-watch: do not watch the named sources either (the cell may call tapemagic.watch)")
-    add("-o", "--out", metavar="NAME", help="store the result object in the namespace under NAME")
-    add("--display", choices=DISPLAYS, help="how to show the result (default: %%config TapeMagics.display)")
-    add("--forward", action="store_true", help="also first derivatives in forward mode (ForwardAccumulator)")
-    add("--check", action="store_true", help="compare the gradients with central finite differences")
-    add("--eps", type=_float, metavar="STEP", help="finite-difference step for --check (default per dtype)")
-    add("--hvp", metavar="V", help="Hessian-vector product with the vector named V (forward-over-reverse)")
-    add("--eager", action="store_true", help="never trace the cell with tf.function; use eager tapes")
-    add("--explore", action="store_true", help="a slider per scalar source; a move re-runs the cell and redraws the result in place (in a kernel)")
+        help=_("with --no-auto-watch: do not watch the named sources either (the cell may call tapemagic.watch)"))
+    add("-o", "--out", metavar="NAME", help=_("store the result object in the namespace under NAME"))
+    add("--display", choices=DISPLAYS, help=_("how to show the result (default: %%config TapeMagics.display)"))
+    add("--forward", action="store_true", help=_("also first derivatives in forward mode (ForwardAccumulator)"))
+    add("--check", action="store_true", help=_("compare the gradients with central finite differences"))
+    add("--eps", type=_float, metavar="STEP", help=_("finite-difference step for --check (default per dtype)"))
+    add("--hvp", metavar="V", help=_("Hessian-vector product with the vector named V (forward-over-reverse)"))
+    add("--eager", action="store_true", help=_("never trace the cell with tf.function; use eager tapes"))
+    add("--explore", action="store_true", help=_("a slider per scalar source; a move re-runs the cell and redraws "
+                                                 "the result in place (in a kernel)"))
     add("--graph", action="store_true",
-        help="draw the cell's computation graph: each op with its value and adjoint (with --forward: its tangents)")
+        help=_("draw the cell's computation graph: each op with its value and adjoint (with --forward: its "
+               "tangents)"))
     add("--range", action="append", default=[], type=_range, metavar="NAME=LOW:HIGH",
-        help="slider range for --explore, e.g. --range x=-3:3")
+        help=_("slider range for --explore, e.g. --range x=-3:3"))
     return parser
 
 
-_PARSER = _build_parser()
-HELP: str = _PARSER.format_help()
+_PARSERS: dict[str, _Parser] = {}
+
+
+def _parser() -> _Parser:
+    """The parser in the current language (its help and messages), built once per language."""
+    code = _i18n.current()
+    if code not in _PARSERS:
+        _PARSERS[code] = _build_parser()
+    return _PARSERS[code]
+
+
+def help_text(language: str = "en") -> str:
+    """What ``%%tape?`` shows, in ``language`` ("en", "zh" or "auto")."""
+    with _i18n.language(language):
+        return _parser().format_help()
+
+
+HELP: str = help_text("en")
 
 
 def parse_line(line: str) -> TapeSpec:
@@ -252,8 +307,8 @@ def parse_line(line: str) -> TapeSpec:
     try:
         words = shlex.split(line, posix=True)
     except ValueError as error:
-        raise SpecError(f"cannot split the line ({error}): check its quotes") from None
-    namespace = _PARSER.parse_args(words)
+        raise SpecError(_("cannot split the line ({error}): check its quotes", error=error)) from None
+    namespace = _parser().parse_args(words)
     return TapeSpec(
         sources=tuple(_normal(source) for source in namespace.sources),
         targets=tuple(_normal(target) for target in namespace.target),
@@ -282,11 +337,10 @@ def split_line_magic(line: str) -> tuple[str, str]:
     if not sep and line.strip().startswith("-- "):
         options, expression = "", line.strip()[3:]
     elif not sep:
-        raise SpecError(
+        raise SpecError(_(
             "the line magic needs an expression after ' -- ': %tape x -- x**3 + 2*x**2 + 1 "
-            "(or use %%tape as a cell magic)"
-        )
+            "(or use %%tape as a cell magic)"))
     if not expression.strip():
-        raise SpecError("nothing to differentiate after ' -- ': %tape x -- x**3 + 2*x**2 + 1")
+        raise SpecError(_("nothing to differentiate after ' -- ': %tape x -- x**3 + 2*x**2 + 1"))
     return options, expression.strip()
 

@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import _i18n
+from .._i18n import _
 from . import html, numbers, plot, table
 
 __all__ = ["build", "bundle", "Explorer", "in_kernel", "nice_step"]
@@ -100,7 +102,8 @@ class Explorer:
 
     def bundle(self) -> dict[str, str]:
         """The static output at the sliders' values: what the magic displays and updates."""
-        return {"text/plain": self.result.to_text(), "text/html": html.render(self.result, plot=self.plot)}
+        with _i18n.language(self.result.language):
+            return {"text/plain": self.result.to_text(), "text/html": html.render(self.result, plot=self.plot)}
 
     def _moved(self, change: dict[str, Any]) -> None:
         try:
@@ -126,15 +129,17 @@ class Explorer:
         try:
             result = self.rerun(values)
         except Exception as error:  # the view stays alive for the next value
-            self.error.value = (f'<div class="tapemagic"><div class="tm-why">re-running the cell at '
-                                f"{escape(_describe(values))} failed: {escape(type(error).__name__)}: "
-                                f"{escape(str(error))}</div></div>")
+            with _i18n.language(self.result.language):
+                message = _("re-running the cell at {values} failed: {error}", values=_describe(values),
+                            error=f"{type(error).__name__}: {error}")
+            self.error.value = f'<div class="tapemagic"><div class="tm-why">{escape(message)}</div></div>'
             return
         self.error.value = ""
         # The re-run's numbers with the first result's display settings, and the variables the cell itself
         # watches (a re-run runs on constants at the sliders' values, so its own tape watched none of them).
         self.result = dataclasses.replace(result, display=self.result.display, precision=self.result.precision,
-                                          max_elements=self.result.max_elements, watched=self.result.watched)
+                                          max_elements=self.result.max_elements, watched=self.result.watched,
+                                          language=self.result.language)
         self.plot = self._plot(result) if self.sliders else ""
         if self.on_update is not None:
             self.on_update(self.bundle())
@@ -143,8 +148,9 @@ class Explorer:
         name = next(iter(self.sliders))
         g = result.gradients.get(name)
         slope = None if g is None else float(numbers.as_array(g))
-        return plot.svg(self._curve_for(name), float(self.sliders[name].value), _total(result.value), slope,
-                        f"{result.target.name}({name})", table.derivative_label(result.target.name, name, 1))
+        with _i18n.language(self.result.language):  # a slider's move comes outside the magic's language block
+            return plot.svg(self._curve_for(name), float(self.sliders[name].value), _total(result.value), slope,
+                            f"{result.target.name}({name})", table.derivative_label(result.target.name, name, 1))
 
     def _curve_for(self, name: str) -> plot.Curve:
         """The target and its derivative over the first slider's range: computed once, and again only when
