@@ -11,6 +11,7 @@ import contextlib
 import io
 from typing import Any, Callable, Mapping, Sequence
 
+from .._i18n import _
 from .._spec import SpecError
 from . import effects
 from .cell import Cell
@@ -69,19 +70,19 @@ class CellBody:
             return (text if 0 < len(text) <= MAX_EXPRESSION_NAME else "f",)
         if self.cell.default_target is not None:
             return (self.cell.default_target,)
-        raise SpecError(
+        raise SpecError(_(
             "cannot tell what to differentiate: end the cell with an expression or an "
             "assignment (y = ...), or name the target with -t NAME"
-        )
+        ))
 
     def check_targets(self) -> None:
         """Reject a named target that the cell never assigns, before anything runs."""
         for name in self.targets:
             if name not in self.cell.assigned and name not in self.namespace:
-                raise SpecError(
-                    f"target {name!r} is neither assigned by the cell nor defined: "
-                    "check its spelling, or assign it in the cell (e.g. y = x**2)"
-                )
+                raise SpecError(_(
+                    "target {target} is neither assigned by the cell nor defined: "
+                    "check its spelling, or assign it in the cell (e.g. y = x**2)", target=repr(name),
+                ))
 
     def effects(self) -> list[str]:
         return effects.before_run(self.cell, self.namespace)
@@ -122,7 +123,8 @@ class CellBody:
         values = {}
         for name in names:
             if name not in namespace:
-                raise SpecError(f"the cell ran but did not assign the target {name!r}: assign it, or choose another -t")
+                raise SpecError(_("the cell ran but did not assign the target {target}: assign it, or choose another -t",
+                                  target=repr(name)))
             values[name] = namespace[name]
         return values
 
@@ -171,10 +173,10 @@ class FunctionBody:
         if not isinstance(returned, Mapping):
             if len(self.targets) == 1:
                 return {self.targets[0]: returned}
-            raise SpecError(f"targets {', '.join(self.targets)} were asked for, but the function returned a "
-                            f"{type(returned).__name__}, not a dict with those keys")
+            raise SpecError(_("targets {targets} were asked for, but the function returned a {kind}, not a dict "
+                              "with those keys", targets=", ".join(self.targets), kind=type(returned).__name__))
         missing = [name for name in self.targets if name not in returned]
         if missing:
-            raise SpecError(f"the function returned no {', '.join(map(repr, missing))}: its keys are "
-                            f"{', '.join(map(repr, returned))}")
+            raise SpecError(_("the function returned no {missing}: its keys are {keys}",
+                              missing=", ".join(map(repr, missing)), keys=", ".join(map(repr, returned))))
         return {name: returned[name] for name in self.targets}

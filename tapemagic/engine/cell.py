@@ -1,6 +1,6 @@
 """A cell's code, compiled once, with what tapemagic needs to know about it.
 
-Pure standard library. The code is registered with :mod:`linecache` under its own
+Pure standard library (and tapemagic's message catalog). The code is registered with :mod:`linecache` under its own
 file name, so a traceback through it shows the user's lines, as IPython's cells do.
 """
 from __future__ import annotations
@@ -14,7 +14,9 @@ import re
 from types import CodeType
 from typing import Any
 
+from .._i18n import _
 from .._spec import SpecError
+from .words import Reason
 
 __all__ = ["Cell", "compile_cell"]
 
@@ -23,17 +25,18 @@ KEEP_LINES_OF = 256  # cells whose source stays in linecache for tracebacks
 _RECENT: collections.deque[str] = collections.deque()
 
 # Calls whose result the tape cannot differentiate through: used to explain a None gradient.
-_LEAVES_TF = {
-    "numpy": "calls .numpy(): the value becomes a NumPy array, a constant to the tape",
-    "item": "calls .item(): the value becomes a Python number, a constant to the tape",
-    "assign": "assigns a variable: assignment is not differentiable",
-    "assign_add": "assigns a variable: assignment is not differentiable",
-    "assign_sub": "assigns a variable: assignment is not differentiable",
-    "argmax": "uses argmax, whose result is an integer index with no gradient",
-    "argmin": "uses argmin, whose result is an integer index with no gradient",
-    "round": "rounds, which has no gradient",
-    "stop_gradient": "calls stop_gradient, which blocks the gradient on purpose",
-    "numpy_function": "calls tf.numpy_function: its NumPy code runs outside the tape, which has no gradient for it",
+# (Functions, so each is worded in the language current when the cell is compiled.)
+_LEAVES_TF: dict[str, Any] = {
+    "numpy": lambda: _("calls .numpy(): the value becomes a NumPy array, a constant to the tape"),
+    "item": lambda: _("calls .item(): the value becomes a Python number, a constant to the tape"),
+    "assign": lambda: _("assigns a variable: assignment is not differentiable"),
+    "assign_add": lambda: _("assigns a variable: assignment is not differentiable"),
+    "assign_sub": lambda: _("assigns a variable: assignment is not differentiable"),
+    "argmax": lambda: _("uses argmax, whose result is an integer index with no gradient"),
+    "argmin": lambda: _("uses argmin, whose result is an integer index with no gradient"),
+    "round": lambda: _("rounds, which has no gradient"),
+    "stop_gradient": lambda: _("calls stop_gradient, which blocks the gradient on purpose"),
+    "numpy_function": lambda: _("calls tf.numpy_function: its NumPy code runs outside the tape, which has no gradient for it"),
 }
 _NUMPY_MODULES = {"np", "numpy"}
 
@@ -50,7 +53,8 @@ class Cell:
     last : code for the final expression, or None if the cell ends in a statement.
     default_target : the name a final assignment binds, or None.
     stores : every plain name the cell assigns, with the first line that assigns it.
-    hints : (line, words) for lines that take values out of TensorFlow's reach.
+    hints : (line, words) for lines that take values out of TensorFlow's reach; the words are a
+        :class:`.words.Reason` (kind "integer_cast" for a cast to an integer type, else "hint").
     """
 
     source: str
@@ -98,7 +102,6 @@ def compile_cell(source: str, prefix: str = "tape-cell") -> Cell:
 
 # A line IPython would have run as a magic, shell escape or help: %time x, %%timeit, !ls, y = !ls, x?
 _IPYTHON_LINE = re.compile(r"^\s*(?:(?:[\w.,\s\[\]()*]+=\s*)?[%!]|\?|[\w.]+\?\??\s*$)")
-_PLAIN_PYTHON = "the body of %%tape is plain Python (no %magics, no ! shell lines, no top-level await)"
 _AWAIT_MESSAGES = ("'await' outside function", "'async for' outside async function",
                    "'async with' outside async function",
                    "asynchronous comprehension outside of an asynchronous function")
@@ -114,14 +117,15 @@ def _explained(error: SyntaxError, source: str, tree: ast.Module | None) -> Synt
         text = lines[lineno - 1] + "\n"
     line = lines[lineno - 1] if lineno is not None and 0 < lineno <= len(lines) else ""
     if error.msg in _AWAIT_MESSAGES and not _inside_function(tree, lineno):
-        advice = (f"{_PLAIN_PYTHON}: run the coroutine with asyncio.run(...) in the cell "
-                  "(or await it in a cell of its own)")
+        advice = _("the body of %%tape is plain Python (no %magics, no ! shell lines, no top-level await): "
+                   "run the coroutine with asyncio.run(...) in the cell (or await it in a cell of its own)")
     elif _IPYTHON_LINE.match(line):
-        advice = f"{_PLAIN_PYTHON}: run that line in a cell of its own, before or after this one"
+        advice = _("the body of %%tape is plain Python (no %magics, no ! shell lines, no top-level await): "
+                   "run that line in a cell of its own, before or after this one")
     else:
         return error
     details = (error.filename, lineno, error.offset, text, error.end_lineno, error.end_offset)
-    return SyntaxError(f"{error.msg}: {advice}", details)
+    return SyntaxError(_("{message}: {advice}", message=error.msg, advice=advice), details)
 
 
 def _inside_function(tree: ast.Module | None, lineno: int | None) -> bool:
@@ -187,10 +191,10 @@ def _assigned_name(statement: ast.stmt) -> str | None:
         target = statement.targets[0]
         if isinstance(target, ast.Name):
             return target.id
-        raise SpecError(
+        raise SpecError(_(
             "the cell ends in an assignment to several names: say which one to differentiate, "
             "e.g. %%tape x -t y"
-        )
+        ))
     if isinstance(statement, (ast.AugAssign, ast.AnnAssign)) and isinstance(statement.target, ast.Name):
         return statement.target.id
     return None
@@ -204,8 +208,8 @@ def _stores(tree: ast.AST) -> dict[str, int]:
     return first
 
 
-def _hints(tree: ast.AST) -> list[tuple[int, str]]:
-    found: list[tuple[int, str]] = []
+def _hints(tree: ast.AST) -> list[tuple[int, Reason]]:
+    found: list[tuple[int, Reason]] = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
@@ -213,13 +217,15 @@ def _hints(tree: ast.AST) -> list[tuple[int, str]]:
         if isinstance(function, ast.Attribute):
             owner = function.value
             if isinstance(owner, ast.Name) and owner.id in _NUMPY_MODULES:
-                found.append((node.lineno, f"calls {owner.id}.{function.attr}(): NumPy runs outside the tape"))
+                found.append((node.lineno, Reason(_("calls {function}(): NumPy runs outside the tape",
+                                                    function=f"{owner.id}.{function.attr}"), "hint")))
             elif function.attr in _LEAVES_TF:
-                found.append((node.lineno, _LEAVES_TF[function.attr]))
+                found.append((node.lineno, Reason(_LEAVES_TF[function.attr](), "hint")))
             elif function.attr == "cast" and _casts_to_integer(node):
-                found.append((node.lineno, "casts to an integer type, which has no gradient"))
+                found.append((node.lineno, Reason(_("casts to an integer type, which has no gradient"), "integer_cast")))
         elif isinstance(function, ast.Name) and function.id in ("float", "int"):
-            found.append((node.lineno, f"calls {function.id}(): the value becomes a Python number"))
+            found.append((node.lineno, Reason(_("calls {function}(): the value becomes a Python number",
+                                                function=function.id), "hint")))
     return sorted(set(found))
 
 

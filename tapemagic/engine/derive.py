@@ -15,11 +15,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import tensorflow as tf
 
+from .._i18n import _
 from . import seeds
 from .sources import Source, is_differentiable_target, leaves
 from .why import failed_again as _failed, no_gradient
 
-__all__ = ["Derivatives", "Recorder", "watch", "leaves", "is_differentiable_target", "PFOR_FAILED"]
+__all__ = ["Derivatives", "Recorder", "watch", "leaves", "is_differentiable_target", "pfor_failed"]
 
 # The tapes of the %%tape cell now running, for tapemagic.watch() inside it.
 _ACTIVE: contextvars.ContextVar[tuple[tf.GradientTape, ...] | None] = contextvars.ContextVar(
@@ -33,7 +34,7 @@ def watch(*tensors: Any) -> None:
     """Watch tensors on every tape of the running ``%%tape`` cell, as ``tape.watch`` does."""
     tapes = _ACTIVE.get()
     if tapes is None:
-        raise RuntimeError("tapemagic.watch() works inside a %%tape cell (or a tapemagic.tape call)")
+        raise RuntimeError(_("tapemagic.watch() works inside a %%tape cell (or a tapemagic.tape call)"))
     for tape in tapes:
         for tensor in tensors:
             tape.watch(tensor)
@@ -267,7 +268,10 @@ def _next_order(tape: tf.GradientTape, lower: Mapping[str, Any], sources: list[S
     return higher
 
 
-PFOR_FAILED = "pfor could not vectorize the Jacobian ({}); it was computed one row at a time instead"
+def pfor_failed(error: Exception) -> str:
+    """The warning (a note on the result) when pfor cannot vectorize a Jacobian."""
+    return _("pfor could not vectorize the Jacobian ({error}: {message}); it was computed one row at a time instead",
+             error=type(error).__name__, message=(str(error).splitlines() or [""])[0][:120])
 
 
 def _jacobian(tape: tf.GradientTape, target: Any, source: Any, **options: Any) -> Any:
@@ -281,7 +285,7 @@ def _jacobian(tape: tf.GradientTape, target: Any, source: Any, **options: Any) -
     except (ValueError, NotImplementedError, tf.errors.OpError) as error:
         if not tf.executing_eagerly():
             raise  # inside a trace: the caller falls back to eager tapes
-        logging.getLogger("tensorflow").warning(PFOR_FAILED.format(f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"))
+        logging.getLogger("tensorflow").warning(pfor_failed(error))
     # One vector-Jacobian product per row: output_gradients picks the row, so nothing new must be recorded.
     size = int(tf.size(target))
     rows = [tape.gradient(target, source, output_gradients=tf.reshape(tf.one_hot(i, size, dtype=target.dtype), tf.shape(target)),
@@ -335,7 +339,7 @@ def _hessian(tape: tf.GradientTape, gradient: Any, sources: list[Source]) -> Any
     except (ValueError, NotImplementedError, tf.errors.OpError) as error:
         if not tf.executing_eagerly():
             raise  # inside a trace: the caller falls back to eager tapes
-        logging.getLogger("tensorflow").warning(PFOR_FAILED.format(f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"))
+        logging.getLogger("tensorflow").warning(pfor_failed(error))
         size = int(tf.size(gradient))
         rows = [tape.gradient(gradient, values, output_gradients=tf.one_hot(i, size, dtype=gradient.dtype),
                               unconnected_gradients=tf.UnconnectedGradients.ZERO) for i in range(size)]

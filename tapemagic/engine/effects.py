@@ -27,6 +27,7 @@ import sysconfig
 import types
 from typing import Any, Iterator, Mapping
 
+from .._i18n import _
 from .cell import Cell
 
 __all__ = ["before_run", "OpLog", "graph_effects", "prints"]
@@ -46,18 +47,24 @@ MUTATORS = frozenset({
     "system", "popen", "Popen", "check_call", "check_output", "call", "run", "spawnl", "startfile",  # processes
     "copyto", "putmask", "place", "itemset", "resize", "setflags",  # NumPy in place
 })
-# Builtins that act on the world (print only with file=, below).
-BUILTINS = {"open": "opens a file", "input": "asks for input", "display": "displays output",
-            "exec": "runs code with exec", "eval": "runs code with eval", "next": "advances an iterator",
-            "setattr": "sets an attribute", "delattr": "deletes an attribute", "__import__": "imports"}
+# Builtins that act on the world (print only with file=, below), and what they do, in words
+# (functions, so the words are in the language current when they are reported).
+BUILTINS: dict[str, Any] = {
+    "open": lambda: _("opens a file"), "input": lambda: _("asks for input"), "display": lambda: _("displays output"),
+    "exec": lambda: _("runs code with exec"), "eval": lambda: _("runs code with eval"),
+    "next": lambda: _("advances an iterator"), "setattr": lambda: _("sets an attribute"),
+    "delattr": lambda: _("deletes an attribute"), "__import__": lambda: _("imports"),
+}
 # Calls into these modules are pure (tf.add, np.sort), except those that set global state.
 PURE_MODULES = {"tf", "tensorflow", "np", "numpy", "math", "ops", "jnp", "K"}
 GLOBAL_STATE = {"seed", "set_seed", "set_random_seed", "set_global_policy", "save", "savez", "savetxt",
                 "copyto", "put", "place", "putmask", "Variable"}
 RANDOM_MODULES = {"random"}  # np.random.*, numpy.random.*, random.*, tf.random.* (TensorFlow's also as ops)
-_STORES = {"STORE_ATTR": "sets an attribute", "DELETE_ATTR": "deletes an attribute",
-           "STORE_SUBSCR": "assigns an item", "DELETE_SUBSCR": "deletes an item",
-           "STORE_GLOBAL": "assigns a global", "DELETE_GLOBAL": "deletes a global"}
+_STORES: dict[str, Any] = {
+    "STORE_ATTR": lambda: _("sets an attribute"), "DELETE_ATTR": lambda: _("deletes an attribute"),
+    "STORE_SUBSCR": lambda: _("assigns an item"), "DELETE_SUBSCR": lambda: _("deletes an item"),
+    "STORE_GLOBAL": lambda: _("assigns a global"), "DELETE_GLOBAL": lambda: _("deletes a global"),
+}
 MAX_DEPTH = 5
 
 
@@ -114,18 +121,20 @@ def before_run(cell: Cell | None, namespace: Mapping[str, Any] | None, function:
     found: list[str] = []
     seen: set[int] = set()
     if function is not None:
-        found.extend(_callable_effects("the function", function, 0, seen))
+        found.extend(_callable_effects(_("the function"), function, 0, seen))
     if cell is not None and cell.tree is not None:
         found.extend(_syntax_effects(cell.tree, namespace or {}))
         namespace = namespace or {}
         for name in sorted(cell.free):
             value = namespace.get(name)
             if value is not None and _consumed_when_read(value):
-                found.append(f"the cell reads {name}, a {type(value).__name__} that changes as it is read")
+                found.append(_("the cell reads {name}, a {kind} that changes as it is read",
+                               name=name, kind=type(value).__name__))
         for line, dotted in cell.calls:
             target = _lookup(dotted, namespace)
             if target is not _MISSING:
-                found.extend(f"line {line}: {words}" for words in _callable_effects(dotted, target, 0, seen))
+                found.extend(_("line {line}: {words}", line=line, words=words)
+                             for words in _callable_effects(dotted, target, 0, seen))
     return list(dict.fromkeys(found))
 
 
@@ -145,18 +154,22 @@ def _syntax_effects(tree: ast.AST, namespace: Mapping[str, Any]) -> list[str]:
     for node in ast.walk(tree):
         line = getattr(node, "lineno", 0)
         if isinstance(node, (ast.Global, ast.Nonlocal)):
-            found.append(f"line {line} declares {type(node).__name__.lower()} {', '.join(node.names)}")
+            found.append(_("line {line} declares {keyword} {names}", line=line, keyword=type(node).__name__.lower(),
+                           names=", ".join(node.names)))
         elif isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
             targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
             for target in targets:
                 for part in ast.walk(target):
                     if isinstance(part, (ast.Attribute, ast.Subscript)) and isinstance(part.ctx, (ast.Store, ast.Del)):
-                        verb = "deletes" if isinstance(node, ast.Delete) else "assigns to"
-                        found.append(f"line {line} {verb} {ast.unparse(part)}")
+                        if isinstance(node, ast.Delete):
+                            found.append(_("line {line} deletes {target}", line=line, target=ast.unparse(part)))
+                        else:
+                            found.append(_("line {line} assigns to {target}", line=line, target=ast.unparse(part)))
             if (isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name)
                     and node.target.id in namespace and not _immutable(namespace[node.target.id])):
                 kind = type(namespace[node.target.id]).__name__
-                found.append(f"line {line} changes {node.target.id} (a {kind}) in place with {ast.unparse(node).split(' ', 2)[1]}")
+                found.append(_("line {line} changes {name} (a {kind}) in place with {operator}", line=line,
+                               name=node.target.id, kind=kind, operator=ast.unparse(node).split(" ", 2)[1]))
         elif isinstance(node, ast.Call):
             found.extend(_call_effect(node, line))
     return found
@@ -166,12 +179,14 @@ def _call_effect(node: ast.Call, line: int) -> list[str]:
     function = node.func
     keywords = {keyword.arg for keyword in node.keywords}
     if "out" in keywords:
-        return [f"line {line} writes into an array in place ({ast.unparse(function)}(..., out=...))"]
+        return [_("line {line} writes into an array in place ({function}(..., out=...))", line=line,
+                  function=ast.unparse(function))]
     if isinstance(function, ast.Name):
         if function.id in BUILTINS:
-            return [f"line {line} calls {function.id}(), which {BUILTINS[function.id]}"]
+            return [_("line {line} calls {function}(), which {does}", line=line, function=function.id,
+                      does=BUILTINS[function.id]())]
         if function.id == "print" and "file" in keywords:
-            return [f"line {line} prints to a file (print(..., file=...))"]
+            return [_("line {line} prints to a file (print(..., file=...))", line=line)]
         return []
     if not isinstance(function, ast.Attribute):
         return []
@@ -181,12 +196,13 @@ def _call_effect(node: ast.Call, line: int) -> list[str]:
     dotted = ast.unparse(function)
     parts = dotted.split(".")
     if parts[0] in ("keras", "tf") and "keras" in parts and parts[-1][:1].isupper():
-        return [f"line {line} creates a Keras object ({dotted}): Keras numbers each new layer, so a second run would too"]
+        return [_("line {line} creates a Keras object ({function}): Keras numbers each new layer, so a second run "
+                  "would too", line=line, function=dotted)]
     if _draws_random(function.value):
-        return [f"line {line} draws from a random generator ({dotted})"]
+        return [_("line {line} draws from a random generator ({function})", line=line, function=dotted)]
     pure = isinstance(root, ast.Name) and root.id in PURE_MODULES and function.attr not in GLOBAL_STATE
     if function.attr in MUTATORS and not pure:
-        return [f"line {line} calls {dotted}(), which changes state"]
+        return [_("line {line} calls {function}(), which changes state", line=line, function=dotted)]
     return []
 
 
@@ -230,7 +246,8 @@ def _callable_effects(label: str, target: Any, depth: int, seen: set[int]) -> li
         return []
     seen.add(id(target))
     if isinstance(target, property):
-        return _callable_effects(f"{label} (a property)", target.fget, depth + 1, seen) if target.fget else []
+        return (_callable_effects(_("{label} (a property)", label=label), target.fget, depth + 1, seen)
+                if target.fget else [])
     if isinstance(target, functools.partial):
         return _callable_effects(label, target.func, depth + 1, seen)
     python = getattr(target, "python_function", None)  # a tf.function
@@ -240,7 +257,7 @@ def _callable_effects(label: str, target: Any, depth: int, seen: set[int]) -> li
         target = target.__func__
     owner = getattr(target, "__self__", None)
     if owner is not None and not isinstance(owner, types.ModuleType) and _random_generator(owner):
-        return [f"{label}() draws from a random generator"]
+        return [_("{label}() draws from a random generator", label=label)]
     if isinstance(target, types.MethodType):
         target = target.__func__
     if _user_function(target):
@@ -267,26 +284,28 @@ def _function_effects(label: str, function: types.FunctionType, depth: int, seen
         for instruction in dis.get_instructions(inner):
             name, argument = instruction.opname, instruction.argval
             if name in _STORES:
-                found.append(f"{label}() {_STORES[name]} ({argument})")
+                found.append(_("{label}() {does} ({name})", label=label, does=_STORES[name](), name=argument))
             elif name in ("STORE_DEREF", "DELETE_DEREF") and inner is code and argument in code.co_freevars:
-                found.append(f"{label}() assigns the enclosing name {argument} (nonlocal)")
+                found.append(_("{label}() assigns the enclosing name {name} (nonlocal)", label=label, name=argument))
             elif name in ("LOAD_ATTR", "LOAD_METHOD"):
                 attributes.add(argument)
                 if argument in MUTATORS:
-                    found.append(f"{label}() calls .{argument}(), which changes state")
+                    found.append(_("{label}() calls .{method}(), which changes state", label=label, method=argument))
                 elif argument in RANDOM_MODULES:
-                    found.append(f"{label}() uses a random module (random draws change its state)")
+                    found.append(_("{label}() uses a random module (random draws change its state)", label=label))
             elif name in ("LOAD_GLOBAL", "LOAD_NAME") and argument in BUILTINS:
-                found.append(f"{label}() calls {argument}(), which {BUILTINS[argument]}")
+                found.append(_("{label}() calls {function}(), which {does}", label=label, function=argument,
+                               does=BUILTINS[argument]()))
             elif name == "KW_NAMES" and isinstance(argument, tuple) and ({"file", "out"} & set(argument)):
-                found.append(f"{label}() passes {'/'.join(sorted({'file', 'out'} & set(argument)))}=, writing somewhere")
+                found.append(_("{label}() passes {keywords}=, writing somewhere", label=label,
+                               keywords="/".join(sorted({"file", "out"} & set(argument)))))
     referenced = [function.__globals__.get(name, _MISSING) for name in code.co_names]
     referenced += [cell.cell_contents for cell in function.__closure__ or () if filled(cell)]
     for value in referenced:
         if value is _MISSING:
             continue
         if _random_generator(value):
-            found.append(f"{label}() uses a random generator")
+            found.append(_("{label}() uses a random generator", label=label))
         elif _user_module(value):
             for attribute in attributes | set(code.co_names):
                 member = getattr(value, attribute, None)
@@ -326,16 +345,30 @@ _READS = frozenset({
     "_Arg", "_Retval", "StatefulPartitionedCall", "PartitionedCall", "If", "StatelessIf", "While",
     "StatelessWhile", "Case", "StatelessCase", "DisableCopyOnRead", "_ReadVariablesOp",
 })
-_WHAT = {
-    "AssignVariableOp": "assigns a variable", "AssignAddVariableOp": "adds to a variable",
-    "AssignSubVariableOp": "subtracts from a variable", "VarHandleOp": "creates a variable",
-    "PrintV2": "prints with tf.print", "EagerPyFunc": "runs Python code in a tf.py_function",
-    "PyFunc": "runs Python code in a tf.numpy_function", "PyFuncStateless": "runs Python code in a tf.numpy_function",
-    "RngReadAndSkip": "draws from a tf.random.Generator", "RandomStandardNormal": "draws a random number",
-    "RandomUniform": "draws a random number", "RandomUniformInt": "draws a random number",
-    "TruncatedNormal": "draws a random number", "RandomShuffle": "shuffles at random",
-    "Multinomial": "draws a random sample",
+# What a stateful op does, in words (functions: worded in the language current when reported).
+_WHAT: dict[str, Any] = {
+    "AssignVariableOp": lambda: _("assigns a variable"), "AssignAddVariableOp": lambda: _("adds to a variable"),
+    "AssignSubVariableOp": lambda: _("subtracts from a variable"), "VarHandleOp": lambda: _("creates a variable"),
+    "PrintV2": lambda: _("prints with tf.print"), "EagerPyFunc": lambda: _("runs Python code in a tf.py_function"),
+    "PyFunc": lambda: _("runs Python code in a tf.numpy_function"),
+    "PyFuncStateless": lambda: _("runs Python code in a tf.numpy_function"),
+    "RngReadAndSkip": lambda: _("draws from a tf.random.Generator"),
+    "RandomStandardNormal": lambda: _("draws a random number"), "RandomUniform": lambda: _("draws a random number"),
+    "RandomUniformInt": lambda: _("draws a random number"), "TruncatedNormal": lambda: _("draws a random number"),
+    "RandomShuffle": lambda: _("shuffles at random"), "Multinomial": lambda: _("draws a random sample"),
 }
+
+
+def _does(op: str) -> str:
+    """What a stateful op does, in words."""
+    return _WHAT[op]() if op in _WHAT else _("changes state")
+
+
+def _ran(op: str, inspectable: bool = True) -> str:
+    """An op (or a function TensorFlow called by name) that TensorFlow ran, as an effect in words."""
+    if not inspectable:
+        return _("TensorFlow ran {op}, which tapemagic cannot inspect", op=op)
+    return _("TensorFlow ran {op}, which {does}", op=op, does=_does(op))
 _OPAQUE = {"EagerPyFunc", "PyFunc", "PyFuncStateless"}
 _FUNCTION_ATTRS = ("f", "then_branch", "else_branch", "cond", "body", "branches")
 
@@ -366,28 +399,32 @@ class OpLog:
         if name not in self._seen:
             self._seen.add(name)
             if name in _OPAQUE:
-                self.opaque.append(f"TensorFlow ran {name}, which {_WHAT[name]}")
-            for words in _op_effects(name):
+                self.opaque.append(_ran(name))
+            for op, inspectable in _op_effects(name):
+                words = _ran(op, inspectable)
                 if words not in self.effects:
                     self.effects.append(words)
         return None
 
 
-_FUNCTION_VERDICTS: dict[str, tuple[str, ...]] = {}
+# Verdicts by function name: the state-changing ops (op name, and whether tapemagic could inspect it),
+# kept as names, not words, so a verdict made in one language is reported in another.
+_FUNCTION_VERDICTS: dict[str, tuple[tuple[str, bool], ...]] = {}
 
 
-def _op_effects(name: str, depth: int = 0) -> tuple[str, ...]:
+def _op_effects(name: str, depth: int = 0) -> tuple[tuple[str, bool], ...]:
+    """The state-changing ops that running op (or function) ``name`` runs: (op, inspectable) pairs."""
     from tensorflow.python.framework import op_def_registry
 
     op_def = op_def_registry.get(name)
     if op_def is not None:
         if not op_def.is_stateful or name in _READS:
             return ()
-        return (f"TensorFlow ran {name}, which {_WHAT.get(name, 'changes state')}",)
+        return ((name, True),)
     return _function_effects_tf(name, depth)
 
 
-def _function_effects_tf(name: str, depth: int) -> tuple[str, ...]:
+def _function_effects_tf(name: str, depth: int) -> tuple[tuple[str, bool], ...]:
     """A function TensorFlow called by name (a tf.function, a Keras layer compiled as one)."""
     if name in _FUNCTION_VERDICTS:
         return _FUNCTION_VERDICTS[name]
@@ -398,8 +435,8 @@ def _function_effects_tf(name: str, depth: int) -> tuple[str, ...]:
     try:
         definition = context.context().get_function_def(name)
     except Exception:  # not a function either: an op we cannot look up counts as an effect
-        return (f"TensorFlow ran {name}, which tapemagic cannot inspect",)
-    found: list[str] = []
+        return ((name, False),)
+    found: list[tuple[str, bool]] = []
     for node in definition.node_def:
         for words in _op_effects(node.op, depth + 1) if node.op != name else ():
             if words not in found:
@@ -428,11 +465,11 @@ def graph_effects(graph_def: Any) -> list[str]:
             continue  # a call of a function whose own nodes are scanned here too
         op_def = op_def_registry.get(node.op)
         if op_def is None:
-            words = f"the trace calls {node.op}, which tapemagic cannot inspect"
+            words = _("the trace calls {op}, which tapemagic cannot inspect", op=node.op)
         elif not op_def.is_stateful or node.op in _READS:
             continue
         else:
-            words = f"the trace holds {node.op}, which {_WHAT.get(node.op, 'changes state')}"
+            words = _("the trace holds {op}, which {does}", op=node.op, does=_does(node.op))
         if words not in found:
             found.append(words)
     return found

@@ -3,7 +3,9 @@
 Built from a result the engine already produced (its sources and first-order gradients)
 and the Keras models those sources belong to: one row per layer and variable, from the
 input layer to the output, with the gradient's size and a flag in plain words where
-something looks wrong. Nothing is differentiated again and the cell is not run again.
+something looks wrong. A flag is a :class:`.words.Reason`: its words are in the result's
+language, its ``kind`` ("exploding", "vanishing", "dead", "zero", "frozen", "none", "not_source")
+is what code compares. Nothing is differentiated again and the cell is not run again.
 """
 from __future__ import annotations
 
@@ -15,8 +17,10 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import tensorflow as tf
 
+from .._i18n import _
 from .._result import LayerRow, LayerTable
 from .sources import as_variable
+from .words import Reason, kind_of
 
 __all__ = ["owners", "analyse", "EXPLODING_RELATIVE", "EXPLODING_NORM",
            "VANISHING_RELATIVE", "VANISHING_SHARE"]
@@ -165,37 +169,57 @@ def _none_row(owned: _Owned, source: str | None, why: str, result: Any) -> Layer
 def _none_reason(owned: _Owned, source: str | None, why: str, result: Any) -> tuple[str, str]:
     """A short flag and the long reason for a variable without a gradient."""
     if owned.frozen:
-        return ("None: frozen layer (trainable=False)",
-                f"{owned.path} has trainable=False: model.trainable_variables leaves its variables out, the tape "
-                "does not watch them by itself, and an optimizer does not update them. Set trainable=True to train it.")
+        return (Reason(_("None: frozen layer (trainable=False)"), "none"),
+                _("{layer} has trainable=False: model.trainable_variables leaves its variables out, the tape "
+                  "does not watch them by itself, and an optimizer does not update them. Set trainable=True to train it.",
+                  layer=owned.path))
     if not getattr(owned.variable, "trainable", True):
-        return ("None: non-trainable statistics",
-                f"{_leaf_name(owned.variable)} is a non-trainable variable (like BatchNormalization's moving mean "
-                "and variance): Keras updates it during the forward pass in training mode, not from a gradient. "
-                "Name model.trainable_variables, not model.variables, as the sources.")
+        return (Reason(_("None: non-trainable statistics"), "none"),
+                _("{variable} is a non-trainable variable (like BatchNormalization's moving mean "
+                  "and variance): Keras updates it during the forward pass in training mode, not from a gradient. "
+                  "Name model.trainable_variables, not model.variables, as the sources.",
+                  variable=_leaf_name(owned.variable)))
     if source is None:
+        path = f"{owned.path}/{_leaf_name(owned.variable)}"
         if result.spec.sources:
-            return ("not a source", f"{owned.path}/{_leaf_name(owned.variable)} is not among the named sources: "
-                                    "name model.trainable_variables to see every layer.")
-        return ("None: not connected to the loss",
-                f"the cell never used {owned.path}/{_leaf_name(owned.variable)} to compute {result.target.name} "
-                "(a head or branch the loss does not use), so the tape did not see it.")
+            return (Reason(_("not a source"), "not_source"),
+                    _("{variable} is not among the named sources: name model.trainable_variables to see every layer.",
+                      variable=path))
+        return (Reason(_("None: not connected to the loss"), "none"),
+                _("the cell never used {variable} to compute {target} (a head or branch the loss does not use), "
+                  "so the tape did not see it.", variable=path, target=result.target.name))
     return _flag_from_why(why), why
 
 
-def _flag_from_why(why: str) -> str:
-    """The few words for a reason why.py gave in full."""
+def _flag_from_why(why: str) -> Reason:
+    """The few words for a reason why.py gave in full (by its kind; a plain English string by its words)."""
+    kind = kind_of(why) or _kind_from_words(why)
+    if kind == "no_gradient":
+        return Reason(_("None: an op without a gradient"), "none")
+    if kind == "integer_cast":
+        return Reason(_("None: an integer cast"), "none")
+    if kind == "integer_target":
+        return Reason(_("None: an integer target"), "none")
+    if kind == "not_watched":
+        return Reason(_("None: not watched"), "none")
+    if kind == "left_tensorflow":
+        return Reason(_("None: the computation left TensorFlow"), "none")
+    return Reason(_("None: not connected to the loss"), "none")
+
+
+def _kind_from_words(why: str) -> str:
+    """The kind of a reason given as a plain English string (one not made by why.py)."""
     if "no gradient registered" in why:
-        return "None: an op without a gradient"
+        return "no_gradient"
     if "casts to an integer" in why:
-        return "None: an integer cast"
+        return "integer_cast"
     if "an integer or bool result" in why:
-        return "None: an integer target"
+        return "integer_target"
     if "not watched" in why:
-        return "None: not watched"
+        return "not_watched"
     if "not a tensor" in why or "left TensorFlow" in why or "computation left" in why:
-        return "None: the computation left TensorFlow"
-    return "None: not connected to the loss"
+        return "left_tensorflow"
+    return ""
 
 
 def _measured_row(owned: _Owned, source: str, gradient: Any) -> LayerRow:
@@ -208,16 +232,16 @@ def _measured_row(owned: _Owned, source: str, gradient: Any) -> LayerRow:
     weight_norm = float(np.sqrt(np.sum(np.square(w))))
     relative = norm / weight_norm if weight_norm > 0 and finite else None
     flag = _size_flag(norm, relative, finite) or _zero_flag(owned, g, zeros) or (
-        "frozen layer (trainable=False): an optimizer leaves it" if owned.frozen else "")
+        Reason(_("frozen layer (trainable=False): an optimizer leaves it"), "frozen") if owned.frozen else "")
     return LayerRow(owned.path, type(owned.layer).__name__, _leaf_name(owned.variable), _shape(owned.variable),
                     norm, max_abs if finite else math.inf, zeros, relative, flag, source, _measured_reason(flag))
 
 
 def _measured_reason(flag: str) -> str:
-    if flag.startswith("dead ReLU units"):
-        return ("a dead unit's ReLU gave 0 for every example in the batch, so its column of the kernel (and its "
-                "bias) gets no gradient and cannot recover; a LeakyReLU, a smaller learning rate or a different "
-                "initialisation keeps units alive")
+    if kind_of(flag) == "dead":
+        return _("a dead unit's ReLU gave 0 for every example in the batch, so its column of the kernel (and its "
+                 "bias) gets no gradient and cannot recover; a LeakyReLU, a smaller learning rate or a different "
+                 "initialisation keeps units alive")
     return ""
 
 
@@ -228,13 +252,13 @@ def _as_numpy(value: Any) -> np.ndarray:
 
 def _size_flag(norm: float, relative: float | None, finite: bool) -> str:
     if not finite:
-        return "exploding: inf or nan in the gradient"
+        return Reason(_("exploding: inf or nan in the gradient"), "exploding")
     if relative is not None and relative > EXPLODING_RELATIVE:
-        return f"exploding: ||g|| is {relative:.3g}x ||w||"
+        return Reason(_("exploding: ||g|| is {ratio}x ||w||", ratio=f"{relative:.3g}"), "exploding")
     if relative is None and norm > EXPLODING_NORM:
-        return f"exploding: ||g|| = {norm:.3g}"
+        return Reason(_("exploding: ||g|| = {norm}", norm=f"{norm:.3g}"), "exploding")
     if relative is not None and 0 < relative < VANISHING_RELATIVE:
-        return f"vanishing: ||g|| is {relative:.2g} of ||w||"
+        return Reason(_("vanishing: ||g|| is {ratio} of ||w||", ratio=f"{relative:.2g}"), "vanishing")
     return ""
 
 
@@ -242,10 +266,11 @@ def _zero_flag(owned: _Owned, g: np.ndarray, zeros: float) -> str:
     dead = _dead_units(owned, g)
     if dead is not None and dead[0]:
         count, units = dead
-        which = f"all {units}" if count == units else f"{count} of {units}"
-        return f"dead ReLU units: {which}"
+        if count == units:
+            return Reason(_("dead ReLU units: all {units}", units=units), "dead")
+        return Reason(_("dead ReLU units: {count} of {units}", count=count, units=units), "dead")
     if g.size and zeros == 1.0:
-        return "zero: the gradient is exactly 0 everywhere"
+        return Reason(_("zero: the gradient is exactly 0 everywhere"), "zero")
     return ""
 
 
@@ -272,6 +297,7 @@ def _flag_vanishing(rows: tuple[LayerRow, ...]) -> tuple[LayerRow, ...]:
     out = []
     for row in rows:
         if not row.flag and row.norm is not None and 0 < row.norm < VANISHING_SHARE * largest:
-            row = dataclasses.replace(row, flag=f"vanishing: {row.norm / largest:.2g} of the largest layer's norm")
+            row = dataclasses.replace(row, flag=Reason(_("vanishing: {share} of the largest layer's norm",
+                                                         share=f"{row.norm / largest:.2g}"), "vanishing"))
         out.append(row)
     return tuple(out)

@@ -8,7 +8,7 @@ segfaults, or an allocation fails deep inside pfor. So the engine estimates the 
 compares it with what this process can still use, and refuses with the size and cheaper
 alternatives.
 
-Pure Python: nothing here imports TensorFlow (``check_sources`` only reads the shapes and dtypes
+Pure Python (and tapemagic's message catalog): nothing here imports TensorFlow (``check_sources`` only reads the shapes and dtypes
 of the tensors it is given), so the estimates and messages cost nothing to compute.
 
 Measured peak factors: the rise of the peak resident memory (``VmHWM``, reset just before) while
@@ -43,6 +43,7 @@ import resource
 import sys
 from typing import Any, Iterable
 
+from .._i18n import _
 from .._spec import SpecError
 
 __all__ = [
@@ -80,7 +81,8 @@ def parse_size(text: str) -> int:
     """
     match = _SIZE.match(str(text))
     if not match:
-        raise ValueError(f"{text!r} is not a size: write bytes (2147483648) or a number with K, M, G or T (2G, 512M)")
+        raise ValueError(_("{text} is not a size: write bytes (2147483648) or a number with K, M, G or T (2G, 512M)",
+                           text=repr(text)))
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
@@ -101,7 +103,7 @@ def available_bytes() -> int:
         try:
             return parse_size(override)
         except ValueError as error:
-            raise SpecError(f"{ENV}: {error}") from None
+            raise SpecError(_("{variable}: {error}", variable=ENV, error=error)) from None
     found = [value for value in (_meminfo_available(), _cgroup_available(), _rlimit_available()) if value is not None]
     if not found:
         found = [value for value in (_sysconf_available(),) if value is not None]
@@ -256,11 +258,11 @@ def format_bytes(size: float) -> str:
         if size >= scale:
             value = size / scale
             return f"{value:.0f} {unit}" if value >= 100 else f"{value:.1f} {unit}" if value >= 10 else f"{value:.2f} {unit}"
-    return f"{int(size)} bytes"
+    return _("{count} bytes", count=int(size))
 
 
 def _dtype(itemsize: int, dtype: str | None) -> str:
-    return dtype or _DTYPES.get(int(itemsize), f"{int(itemsize)}-byte")
+    return dtype or _DTYPES.get(int(itemsize)) or _("{size}-byte", size=int(itemsize))
 
 
 def _nice(n: int) -> int:
@@ -292,15 +294,20 @@ def check_hessian(total_source_elements: int, itemsize: int, what: str = "--hess
     fits = _nice(largest_square(free, itemsize))
     name = next(iter(names), "x")
     part = f"{name}_part = {name}[:{fits}]" if fits else f"{name}_part = {name}[:10]"
-    raise SpecError(
-        f"{what} over {n:,} source elements needs about {format_bytes(result)} "
-        f"(a {n:,} × {n:,} {_dtype(itemsize, dtype)} matrix, and more while it is computed: "
-        f"about {format_bytes(needed)} at the peak); this machine has {format_bytes(free)} free"
-        + (f", enough for a Hessian over about {fits:,} elements" if fits else "")
-        + f". Use --hvp V for a Hessian-vector product, -n 2 for the element-wise second derivative, "
-        f"or name a slice of the source ({part} in an earlier cell, and %%tape {name}_part --hessian on a cell "
-        f"that uses {name}_part)."
-    )
+    fields = dict(what=what, n=f"{n:,}", size=format_bytes(result), dtype=_dtype(itemsize, dtype),
+                  peak=format_bytes(needed), free=format_bytes(free), fits=f"{fits:,}", part=part, name=name)
+    if fits:
+        raise SpecError(_(
+            "{what} over {n} source elements needs about {size} (a {n} × {n} {dtype} matrix, and more while it is "
+            "computed: about {peak} at the peak); this machine has {free} free, enough for a Hessian over about "
+            "{fits} elements. Use --hvp V for a Hessian-vector product, -n 2 for the element-wise second derivative, "
+            "or name a slice of the source ({part} in an earlier cell, and %%tape {name}_part --hessian on a cell "
+            "that uses {name}_part).", **fields))
+    raise SpecError(_(
+        "{what} over {n} source elements needs about {size} (a {n} × {n} {dtype} matrix, and more while it is "
+        "computed: about {peak} at the peak); this machine has {free} free. Use --hvp V for a Hessian-vector "
+        "product, -n 2 for the element-wise second derivative, or name a slice of the source ({part} in an earlier "
+        "cell, and %%tape {name}_part --hessian on a cell that uses {name}_part).", **fields))
 
 
 def check_sources(sources: Iterable[Any], what: str = "--hessian") -> None:
@@ -330,17 +337,23 @@ def check_jacobian(target_elements: int, source_elements: int, itemsize: int, *,
     free = available_bytes()
     if needed <= HEADROOM * free:
         return None
-    of = f" of {target}" if target else ""
-    by = f" with respect to {source}" if source else ""
+    if target and source:
+        jacobian = _("the Jacobian of {target} with respect to {source}", target=target, source=source)
+    elif target:
+        jacobian = _("the Jacobian of {target}", target=target)
+    elif source:
+        jacobian = _("the Jacobian with respect to {source}", source=source)
+    else:
+        jacobian = _("the Jacobian")
     rows = max(0, int((HEADROOM * free - FIXED_BYTES) / (JACOBIAN_FACTOR * max(n, 1) * int(itemsize))))
     smaller = f"{target or 'y'}[:{_nice(rows)}]" if rows else f"{target or 'y'}[:10]"
-    return (
-        f"the Jacobian{of}{by} was not computed: it would be a {m:,} × {n:,} {_dtype(itemsize, dtype)} matrix of "
-        f"{format_bytes(m * n * int(itemsize))} and needs about {format_bytes(needed)} at the peak while it is "
-        f"computed; this machine has {format_bytes(free)} free. Use --jacobian on a smaller target "
-        f"(t = {smaller} in the cell, then -t t), name a slice of the source, or take the gradient of a weighted "
-        f"sum (a vector-Jacobian product) instead"
-    )
+    return _(
+        "{jacobian} was not computed: it would be a {m} × {n} {dtype} matrix of {size} and needs about {peak} at "
+        "the peak while it is computed; this machine has {free} free. Use --jacobian on a smaller target "
+        "(t = {smaller} in the cell, then -t t), name a slice of the source, or take the gradient of a weighted "
+        "sum (a vector-Jacobian product) instead", jacobian=jacobian, m=f"{m:,}", n=f"{n:,}",
+        dtype=_dtype(itemsize, dtype), size=format_bytes(m * n * int(itemsize)), peak=format_bytes(needed),
+        free=format_bytes(free), smaller=smaller)
 
 
 def check_order(total_source_elements: int, itemsize: int, order: int) -> None:
@@ -350,8 +363,7 @@ def check_order(total_source_elements: int, itemsize: int, order: int) -> None:
     free = available_bytes()
     if needed <= HEADROOM * free:
         return None
-    raise SpecError(
-        f"-n {order} over {int(total_source_elements):,} source elements needs about {format_bytes(needed)} for its "
-        f"derivatives alone; this machine has {format_bytes(free)} free. Ask for a lower order or name a slice of "
-        "the source."
-    )
+    raise SpecError(_(
+        "-n {order} over {n} source elements needs about {size} for its derivatives alone; this machine has "
+        "{free} free. Ask for a lower order or name a slice of the source.",
+        order=order, n=f"{int(total_source_elements):,}", size=format_bytes(needed), free=format_bytes(free)))

@@ -14,10 +14,12 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow as tf
 
+from .._i18n import _
 from .._spec import SpecError, TapeSpec
 from .._result import CheckReport
 from .body import ReplayLeftTrace
 from .sources import Source, concrete_shape, leaves, resolve
+from .words import joined, options
 
 __all__ = ["replayed", "tangents_for", "forward", "check", "default_step", "MAX_FORWARD_PASSES"]
 
@@ -49,41 +51,50 @@ def replayed(spec: TapeSpec, body: Any, everything: list[Source], first: dict[st
     out: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
     passes: dict[str, int] = {}
-    where = "on a copy of the namespace as it was before the cell, printing nothing" if body.kind == "cell" else "with its printed output swallowed"
+    cell = body.kind == "cell"
     if (spec.forward or spec.check) and effects:
-        why = "; ".join(effects[:3])
-        asked = " and ".join(option for option, on in (("--forward", spec.forward), ("--check", spec.check)) if on)
-        notes.append(f"{asked} not run: each needs the cell run again, and a second run would change state ({why}). "
-                     "The derivatives shown come from the tapes of the one real run.")
+        asked = options(option for option, on in (("--forward", spec.forward), ("--check", spec.check)) if on)
+        notes.append(_("{options} not run: each needs the cell run again, and a second run would change state "
+                       "({effects}). The derivatives shown come from the tapes of the one real run.",
+                       options=asked, effects=joined(effects[:3])))
         if spec.check:
-            out["check"] = {name: {s.name: CheckReport(name, s.name, False, 0, 0, 0, 0, 0, 0,
-                                                       problem=f"not run: a second run would change state ({effects[0]})")
+            problem = _("not run: a second run would change state ({effect})", effect=effects[0])
+            out["check"] = {name: {s.name: CheckReport(name, s.name, False, 0, 0, 0, 0, 0, 0, problem=problem)
                                    for s in sources} for name in names}
         return out, notes, passes
     try:
         if spec.forward:
             try:
                 out["forward"], passes["forward"] = forward(body, everything, sources, names)
-                notes.append(f"--forward ran the cell's code {passes['forward']} more times {where}, one ForwardAccumulator "
-                             "pass per source element; the cell changes no state, so this left no trace")
+                notes.append(_("--forward ran the cell's code {count} more times on a copy of the namespace as it was "
+                               "before the cell, printing nothing, one ForwardAccumulator pass per source element; the "
+                               "cell changes no state, so this left no trace", count=passes["forward"]) if cell else
+                             _("--forward ran the cell's code {count} more times with its printed output swallowed, one "
+                               "ForwardAccumulator pass per source element; the cell changes no state, so this left no "
+                               "trace", count=passes["forward"]))
             except (ReplayLeftTrace, SpecError):
                 raise
             except Exception as error:  # noqa: BLE001 - TensorFlow's forward mode failing must not lose the result
                 first = (str(error).strip().splitlines() or [""])[0][:200]
-                notes.append(f"--forward: TensorFlow's forward mode (ForwardAccumulator) failed going through the cell "
-                             f"({type(error).__name__}: {first}). It cannot always follow a variable into a tf.function "
-                             "the cell calls; the reverse-mode results above are unaffected.")
+                notes.append(_("--forward: TensorFlow's forward mode (ForwardAccumulator) failed going through the cell "
+                               "({error}: {message}). It cannot always follow a variable into a tf.function "
+                               "the cell calls; the reverse-mode results above are unaffected.",
+                               error=type(error).__name__, message=first))
         if spec.check:
             out["check"] = check(spec, body, everything, first, sources, names)
             runs = 2 * sum(report.checked for report in next(iter(out["check"].values()), {}).values())
-            notes.append(f"--check ran the cell's code {runs} more times {where}, two per checked element; "
-                         "the cell changes no state, so this left no trace")
+            notes.append(_("--check ran the cell's code {count} more times on a copy of the namespace as it was before "
+                           "the cell, printing nothing, two per checked element; the cell changes no state, so this "
+                           "left no trace", count=runs) if cell else
+                         _("--check ran the cell's code {count} more times with its printed output swallowed, two per "
+                           "checked element; the cell changes no state, so this left no trace", count=runs))
     except ReplayLeftTrace as error:
         out.pop("forward", None)
         out.pop("check", None)
-        notes.append(f"--forward/--check stopped: a second run at other source values ran what the real run had not "
-                     f"({error}), in code tapemagic could not read; that one run may have changed state, and no "
-                     "further run was made. The derivatives shown come from the tapes of the real run.")
+        notes.append(_("--forward/--check stopped: a second run at other source values ran what the real run had not "
+                       "({effects}), in code tapemagic could not read; that one run may have changed state, and no "
+                       "further run was made. The derivatives shown come from the tapes of the real run.",
+                       effects=joined(error.effects)))
     return out, notes, passes
 
 
@@ -91,10 +102,10 @@ def forward(body: Any, everything: list[Source], sources: list[Source], names: t
     """First derivatives by forward mode: one ForwardAccumulator pass per source element."""
     total = sum(int(np.prod(concrete_shape(s.value))) for s in sources)
     if total > MAX_FORWARD_PASSES:
-        raise SpecError(
-            f"--forward needs one pass per source element, {total} here (limit {MAX_FORWARD_PASSES}): "
-            "forward mode is for few inputs; use reverse mode (the default) for many"
-        )
+        raise SpecError(_(
+            "--forward needs one pass per source element, {total} here (limit {limit}): "
+            "forward mode is for few inputs; use reverse mode (the default) for many", total=total, limit=MAX_FORWARD_PASSES,
+        ))
     results: dict[str, dict[str, Any]] = {name: {} for name in names}
     passes = 0
     for source in sources:
@@ -125,7 +136,8 @@ def check(spec: TapeSpec, body: Any, everything: list[Source], first: dict[str, 
         if not source.is_variable and not body.can_replace(source):
             for name in names:
                 reports[name][source.name] = CheckReport(name, source.name, False, 0, 0, step, tolerance, 0, 0,
-                                                         problem=f"{source.name} is a tensor inside another object")
+                                                         problem=_("{source} is a tensor inside another object",
+                                                                   source=source.name))
             continue
         differences = _differences(body, everything, source, names, step)
         for name in names:
@@ -207,10 +219,10 @@ def _tangents(vector: Any, sources: list[Source]) -> list[Any]:
         flat = tf.reshape(tf.convert_to_tensor(vector), [-1])
         sizes = [int(np.prod(concrete_shape(s.value))) for s in sources]
         if int(flat.shape[0]) != sum(sizes):
-            raise SpecError(
-                f"--hvp: the vector has {int(flat.shape[0])} elements but the sources have {sum(sizes)}: "
-                "give one element per source element (or one tensor per source)"
-            )
+            raise SpecError(_(
+                "--hvp: the vector has {count} elements but the sources have {total}: "
+                "give one element per source element (or one tensor per source)", count=int(flat.shape[0]), total=sum(sizes),
+            ))
         parts = tf.split(flat, sizes)
     return [tf.cast(tf.reshape(part, concrete_shape(s.value)), s.value.dtype) for part, s in zip(parts, sources)]
 
@@ -218,7 +230,7 @@ def _tangents(vector: Any, sources: list[Source]) -> list[Any]:
 def _lookup_vector(path: str, namespace: dict[str, Any]) -> Any:
     found = resolve((path,), namespace) if path.split(".")[0] in namespace else None
     if not found:
-        raise SpecError(f"--hvp {path}: no such name; define the vector first, e.g. v = tf.ones_like(x)")
+        raise SpecError(_("--hvp {name}: no such name; define the vector first, e.g. v = tf.ones_like(x)", name=path))
     for source in found:  # looking a vector up must not rebind it
         if source.undo:
             source.undo()

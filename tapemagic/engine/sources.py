@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import tensorflow as tf
 
+from .._i18n import _
 from .._spec import SpecError
 
 __all__ = ["Source", "resolve", "from_values", "is_float", "describe_type", "as_variable", "leaves",
@@ -108,10 +109,10 @@ _ANY = object()
 def _lookup(path: str, namespace: dict[str, Any]) -> tuple[Any, Callable[[Any], None] | None]:
     head, *rest = path.split(".")
     if head not in namespace:
-        raise SpecError(
-            f"name {head!r} is not defined: define it in an earlier cell "
-            f"(e.g. {head} = tf.Variable(3.0)) or check the spelling"
-        )
+        raise SpecError(_(
+            "name {quoted} is not defined: define it in an earlier cell "
+            "(e.g. {name} = tf.Variable(3.0)) or check the spelling", quoted=repr(head), name=head,
+        ))
     value = namespace[head]
     owner: Any = None
     for depth, attribute in enumerate(rest):
@@ -120,12 +121,14 @@ def _lookup(path: str, namespace: dict[str, Any]) -> tuple[Any, Callable[[Any], 
         try:
             value = getattr(owner, attribute)
         except AttributeError:
-            raise SpecError(
-                f"{so_far!r} does not exist: {'.'.join([head, *rest[:depth]])} "
-                f"({describe_type(owner)}) has no attribute {attribute!r}"
-            ) from None
+            raise SpecError(_(
+                "{path} does not exist: {owner} ({kind}) has no attribute {attribute}",
+                path=repr(so_far), owner=".".join([head, *rest[:depth]]), kind=describe_type(owner),
+                attribute=repr(attribute),
+            )) from None
         except Exception as error:  # a property that raises is the user's object's fault, not ours
-            raise SpecError(f"reading {so_far} raised {type(error).__name__}: {error}") from None
+            raise SpecError(_("reading {path} raised {error}: {message}", path=so_far, error=type(error).__name__,
+                              message=error)) from None
     if not rest:
         def rebind(new: Any, expected: Any = _ANY) -> None:
             if expected is _ANY or namespace.get(head) is expected:
@@ -144,10 +147,11 @@ def _expand(name: str, value: Any, rebind: Callable[[Any], None] | None) -> Iter
     except SpecError:
         raise
     except Exception as error:  # the user's object raised while being inspected: say so, never crash
-        raise SpecError(
-            f"{name} (a {describe_type(value)}) raised {type(error).__name__} when tapemagic looked at it: {error}. "
-            "Name a tensor, variable, number or array as the source"
-        ) from None
+        raise SpecError(_(
+            "{name} (a {kind}) raised {error} when tapemagic looked at it: {message}. "
+            "Name a tensor, variable, number or array as the source",
+            name=name, kind=describe_type(value), error=type(error).__name__, message=error,
+        )) from None
 
 
 def as_variable(value: Any) -> Any:
@@ -169,44 +173,57 @@ def _expand_checked(name: str, value: Any, rebind: Callable[[Any], None] | None)
     elif isinstance(value, tf.Variable):
         yield Source(name, value)
     elif isinstance(value, (tf.RaggedTensor, tf.SparseTensor)):
-        kind = "ragged" if isinstance(value, tf.RaggedTensor) else "sparse"
-        raise SpecError(
-            f"{name} is a {kind} tensor: name a dense tensor as the source instead "
-            f"(e.g. {name}_dense = {name}.to_tensor() or tf.sparse.to_dense({name}))"
-        )
+        if isinstance(value, tf.RaggedTensor):
+            raise SpecError(_(
+                "{name} is a ragged tensor: name a dense tensor as the source instead "
+                "(e.g. {name}_dense = {name}.to_tensor() or tf.sparse.to_dense({name}))", name=name,
+            ))
+        raise SpecError(_(
+            "{name} is a sparse tensor: name a dense tensor as the source instead "
+            "(e.g. {name}_dense = {name}.to_tensor() or tf.sparse.to_dense({name}))", name=name,
+        ))
     elif tf.is_tensor(value):
         yield Source(name, value)
     elif isinstance(value, (bool, np.bool_)):
-        raise SpecError(f"{name} is a bool, which has no derivative: name a float source")
+        raise SpecError(_("{name} is a bool, which has no derivative: name a float source", name=name))
     elif isinstance(value, (complex, np.complexfloating)) or (isinstance(value, np.ndarray) and value.dtype.kind == "c"):
-        what = "NumPy array" if isinstance(value, np.ndarray) else "number"
-        raise SpecError(
-            f"{name} is a complex {what}: complex sources are not supported by tapemagic's views; pass the "
-            f"real and imaginary parts as float sources ({name}_re = {name}.real; {name}_im = {name}.imag; "
-            f"%%tape {name}_re {name}_im) and build the value in the cell with tf.complex({name}_re, {name}_im)"
-        )
+        if isinstance(value, np.ndarray):
+            raise SpecError(_(
+                "{name} is a complex NumPy array: complex sources are not supported by tapemagic's views; pass the "
+                "real and imaginary parts as float sources ({name}_re = {name}.real; {name}_im = {name}.imag; "
+                "%%tape {name}_re {name}_im) and build the value in the cell with tf.complex({name}_re, {name}_im)",
+                name=name,
+            ))
+        raise SpecError(_(
+            "{name} is a complex number: complex sources are not supported by tapemagic's views; pass the "
+            "real and imaginary parts as float sources ({name}_re = {name}.real; {name}_im = {name}.imag; "
+            "%%tape {name}_re {name}_im) and build the value in the cell with tf.complex({name}_re, {name}_im)",
+            name=name,
+        ))
     elif isinstance(value, (int, float, np.integer, np.floating, np.ndarray)):
         yield _converted(name, value, rebind)
     elif isinstance(value, (list, tuple)):
         if not value:
-            raise SpecError(f"{name} is empty: there is nothing in it to differentiate (build the model first?)")
+            raise SpecError(_("{name} is empty: there is nothing in it to differentiate (build the model first?)",
+                              name=name))
         for index, item in enumerate(value):
             yield from _expand_item(f"{name}[{index}]", item)
     elif isinstance(value, dict):
         if not value:
-            raise SpecError(f"{name} is an empty dict: there is nothing in it to differentiate")
+            raise SpecError(_("{name} is an empty dict: there is nothing in it to differentiate", name=name))
         for key, item in value.items():
             yield from _expand_item(f"{name}[{key!r}]", item)
     elif hasattr(value, "trainable_variables") and hasattr(value, "weights"):
-        raise SpecError(
-            f"{name} is a whole {type(value).__name__}: name its variables instead, "
-            f"as {name}.trainable_variables (or one of them, e.g. {name}.kernel)"
-        )
+        raise SpecError(_(
+            "{name} is a whole {kind}: name its variables instead, "
+            "as {name}.trainable_variables (or one of them, e.g. {name}.kernel)", name=name, kind=type(value).__name__,
+        ))
     else:
-        raise SpecError(
-            f"{name} is a {describe_type(value)}, not a number, array, tensor or variable: "
-            "a source must be something the target can be differentiated with respect to"
-        )
+        raise SpecError(_(
+            "{name} is a {kind}, not a number, array, tensor or variable: "
+            "a source must be something the target can be differentiated with respect to",
+            name=name, kind=describe_type(value),
+        ))
 
 
 def _expand_item(name: str, item: Any) -> Iterator[Source]:
@@ -216,24 +233,34 @@ def _expand_item(name: str, item: Any) -> Iterator[Source]:
     elif isinstance(item, tf.Variable) or (tf.is_tensor(item) and not isinstance(item, (tf.RaggedTensor, tf.SparseTensor))):
         yield Source(name, item)
     else:
-        raise SpecError(
-            f"{name} is a {describe_type(item)}: inside a list, tuple or dict, tapemagic takes only "
-            "tf.Variables and tensors (convert it first with tf.constant)"
-        )
+        raise SpecError(_(
+            "{name} is a {kind}: inside a list, tuple or dict, tapemagic takes only "
+            "tf.Variables and tensors (convert it first with tf.constant)", name=name, kind=describe_type(item),
+        ))
 
 
 def _converted(name: str, value: Any, rebind: Callable[[Any], None] | None) -> Source:
     array = np.asarray(value)
     if array.dtype.kind not in "iuf":
-        raise SpecError(f"{name} is a NumPy array of {array.dtype}, not numbers: name a numeric source")
+        raise SpecError(_("{name} is a NumPy array of {dtype}, not numbers: name a numeric source",
+                          name=name, dtype=array.dtype))
     dtype = tf.as_dtype(array.dtype) if array.dtype.kind == "f" and isinstance(value, (np.ndarray, np.floating)) else tf.float32
     constant = tf.constant(array, dtype=dtype)
-    what = "Python number" if isinstance(value, (int, float)) else f"NumPy {array.dtype}"
-    note = f"{name} was a {what}; the cell ran with it as a {dtype.name} tf.constant"
+    python = isinstance(value, (int, float))
     undo = None
+    if rebind is None and python:
+        note = _("{name} was a Python number; the cell ran with it as a {dtype} tf.constant", name=name, dtype=dtype.name)
+    elif rebind is None:
+        note = _("{name} was a NumPy {kind}; the cell ran with it as a {dtype} tf.constant",
+                 name=name, kind=array.dtype, dtype=dtype.name)
+    elif python:
+        note = _("{name} was a Python number; the cell ran with it as a {dtype} tf.constant, "
+                 "and {name} is the Python number again after the cell", name=name, dtype=dtype.name)
+    else:
+        note = _("{name} was a NumPy {kind}; the cell ran with it as a {dtype} tf.constant, "
+                 "and {name} is the NumPy {kind} again after the cell", name=name, kind=array.dtype, dtype=dtype.name)
     if rebind is not None:
         rebind(constant)
-        note += f", and {name} is the {what} again after the cell"
         # Put back unless the cell itself bound the name to something else meanwhile.
         undo = lambda: rebind(value, constant)  # noqa: E731 - a closure over the original is the point
     return Source(name, constant, note=note, undo=undo)

@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from .._i18n import _
 from . import effects, flat, seeds
 from .derive import Derivatives, Recorder
 from .sources import Source, as_variable, leaves
+from .words import joined
 
 __all__ = ["TraceCache", "wanted", "TRACE_MIN_ELEMENTS"]
 
@@ -79,11 +81,11 @@ class TraceCache:
         body cannot be traced or the trace disagrees with the real run."""
         for source in sources:
             if not source.is_variable and not body.can_replace(source):
-                notes.append(f"eager tapes: {source.name} is a tensor inside another object; name it directly to trace")
+                notes.append(_("eager tapes: {source} is a tensor inside another object; name it directly to trace",
+                               source=source.name))
                 return None
         layout = flat.plan(spec, body, sources, recorder.first) if body.key() not in self._no_flat else None
-        called = self._attempt(spec, body, sources, notes, "cell",
-                               "the derivatives come from the tapes of the one real run", layout)
+        called = self._attempt(spec, body, sources, notes, "cell", layout)
         if called is None:
             return None
         entry, out, key = called
@@ -91,20 +93,16 @@ class TraceCache:
         if disagreement:
             if key is not None:
                 self._entries.pop(key, None)
-            notes.append(f"eager tapes: the traced function disagreed with the real run ({disagreement}), so it was "
-                         "not used; the derivatives come from the real run's tapes")
+            notes.append(_("eager tapes: the traced function disagreed with the real run ({disagreement}), so it was "
+                           "not used; the derivatives come from the real run's tapes", disagreement=disagreement))
             return None
-        compiled = " compiled by XLA" if entry.xla else ""
-        if self.last_trace_seconds is None:
-            notes.append(f"traced: derivatives came from the cached tf.function{compiled} (nothing the cell reads has "
-                         "changed, but for Python floats, which it takes as arguments)")
-        else:
-            reran = "re-ran the cell's code once, on a copy of the namespace, to trace it; the cell changes no state, so this left no trace"
-            notes.append(f"traced: derivatives were computed in a tf.function{compiled} that {reran}"
-                         + ("" if key is not None else f" (not kept for reuse: {_UNCOMPARABLE})"))
-        if entry.flat:
-            notes.append(f"traced: the {len(sources)} sources went into the trace as one vector, so the "
-                         f"{'Hessian' if spec.hessian else 'Jacobian'} is one pass over all of them")
+        notes.append(_cell_note(entry.xla, self.last_trace_seconds is None, key is not None))
+        if entry.flat and spec.hessian:
+            notes.append(_("traced: the {count} sources went into the trace as one vector, so the Hessian is one pass "
+                           "over all of them", count=len(sources)))
+        elif entry.flat:
+            notes.append(_("traced: the {count} sources went into the trace as one vector, so the Jacobian is one pass "
+                           "over all of them", count=len(sources)))
         return {name: Derivatives(
             value=recorder.values[name],
             orders={1: recorder.first[name], **{k: v for k, v in out["derivatives"][name].items() if k > 1}},
@@ -114,30 +112,40 @@ class TraceCache:
     def function_run(self, spec: Any, body: Any, sources: list[Source], notes: list[str]) -> dict[str, Derivatives] | None:
         """For a function whose code shows no effect: its one run is the traced graph itself (value,
         gradients and the rest), made only if the graph holds no state-changing op. None: run eagerly."""
-        called = self._attempt(spec, body, sources, notes, "function", "the function ran once, eagerly")
+        called = self._attempt(spec, body, sources, notes, "function")
         if called is None:
             return None
-        entry, out, _ = called
-        compiled = " compiled by XLA" if entry.xla else ""
-        notes.append(f"traced: the function ran once, as its cached tf.function{compiled}" if self.last_trace_seconds is None
-                     else f"traced: the function ran once, as a tf.function{compiled} traced on this call (its code "
-                          "changes nothing, and the graph holds no state-changing op)")
+        entry, out, _key = called
+        notes.append(_function_note(entry.xla, self.last_trace_seconds is None))
         return {name: Derivatives(
             value=out["values"][name], orders=dict(out["derivatives"][name]),
             jacobian=out["jacobians"].get(name), hessian=out["hessians"].get(name), missing={},
         ) for name in out["values"]}
 
     def _attempt(self, spec: Any, body: Any, sources: list[Source], notes: list[str], what: str,
-                 instead: str, layout: flat.Plan | None = None) -> tuple[_Entry, Any, Any] | None:
-        """:meth:`_call`, or None with a note saying why the trace was not used and what ran instead."""
+                 layout: flat.Plan | None = None) -> tuple[_Entry, Any, Any] | None:
+        """:meth:`_call`, or None with a note saying why the trace was not used and what ran instead.
+        ``what``: "cell" or "function"."""
+        cell = what == "cell"
         try:
             return self._call(spec, body, sources, notes, layout)
         except _Impure as error:
-            notes.append(f"eager tapes: the traced {what} would change state ({error}), so it was not run; {instead}")
+            effects_found = joined(error.effects)
+            notes.append(_("eager tapes: the traced cell would change state ({effects}), so it was not run; the "
+                           "derivatives come from the tapes of the one real run", effects=effects_found) if cell else
+                         _("eager tapes: the traced function would change state ({effects}), so it was not run; the "
+                           "function ran once, eagerly", effects=effects_found))
         except _ReadOtherwise as error:
-            notes.append(f"eager tapes: {error}, which a trace would hold as a constant, so it was not used; {instead}")
+            names = ", ".join(error.names)
+            notes.append(_("eager tapes: the cell also reads {names} under another name (an alias made before the "
+                           "cell), which a trace would hold as a constant, so it was not used; the derivatives come "
+                           "from the tapes of the one real run", names=names) if cell else
+                         _("eager tapes: the cell also reads {names} under another name (an alias made before the "
+                           "cell), which a trace would hold as a constant, so it was not used; the function ran once, "
+                           "eagerly", names=names))
         except Exception as error:  # noqa: BLE001 - any failure: the eager path answers (a user's error shows there)
-            notes.append(f"eager tapes: tracing the {what} failed ({_first_line(error)})")
+            notes.append(_("eager tapes: tracing the cell failed ({error})", error=_first_line(error)) if cell else
+                         _("eager tapes: tracing the function failed ({error})", error=_first_line(error)))
         return None
 
     def _call(self, spec: Any, body: Any, sources: list[Source], notes: list[str],
@@ -197,13 +205,12 @@ class TraceCache:
         graph = _traced(spec, body, sources, lifted, layout).get_concrete_function(*arguments)
         found = effects.graph_effects(graph.graph.as_graph_def())
         if found:  # the op log saw none in the real run; the trace holds one (another branch): never run it
-            raise _Impure("; ".join(found[:3]))
+            raise _Impure(found[:3])
         if layout is not None and flat.reached_otherwise(graph, sources):
             raise _NotFlat("the cell reaches a source other than by its name")
         tensors = [s for s in sources if not s.is_variable]  # a variable is read through its handle: that is how it is traced
         if layout is None and flat.reached_otherwise(graph, tensors):
-            names = ", ".join(s.name for s in tensors if flat.reached_otherwise(graph, [s]))
-            raise _ReadOtherwise(f"the cell also reads {names} under another name (an alias made before the cell)")
+            raise _ReadOtherwise([s.name for s in tensors if flat.reached_otherwise(graph, [s])])
         entry, out = self._compile(graph, arguments, notes)
         entry.flat = layout is not None
         return entry, out
@@ -218,7 +225,7 @@ class TraceCache:
             entry.function, entry.xla = compiled, True
             return entry, out
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as error:
-            notes.append(f"traced without XLA: XLA could not compile the cell ({_first_line(error)})")
+            notes.append(_("traced without XLA: XLA could not compile the cell ({error})", error=_first_line(error)))
         return entry, graph(*arguments)
 
     def _store(self, key: Any, entry: _Entry) -> None:
@@ -227,16 +234,58 @@ class TraceCache:
             self._entries.popitem(last=False)
 
 
-_UNCOMPARABLE = "the cell reads a value tapemagic cannot compare between runs"
+def _cell_note(xla: bool, cached: bool, kept: bool) -> str:
+    """What the traced path of a cell did, as a note."""
+    if cached and xla:
+        return _("traced: derivatives came from the cached tf.function compiled by XLA (nothing the cell reads has "
+                 "changed, but for Python floats, which it takes as arguments)")
+    if cached:
+        return _("traced: derivatives came from the cached tf.function (nothing the cell reads has "
+                 "changed, but for Python floats, which it takes as arguments)")
+    if xla and kept:
+        return _("traced: derivatives were computed in a tf.function compiled by XLA that re-ran the cell's code "
+                 "once, on a copy of the namespace, to trace it; the cell changes no state, so this left no trace")
+    if kept:
+        return _("traced: derivatives were computed in a tf.function that re-ran the cell's code once, on a copy of "
+                 "the namespace, to trace it; the cell changes no state, so this left no trace")
+    if xla:
+        return _("traced: derivatives were computed in a tf.function compiled by XLA that re-ran the cell's code "
+                 "once, on a copy of the namespace, to trace it; the cell changes no state, so this left no trace "
+                 "(not kept for reuse: the cell reads a value tapemagic cannot compare between runs)")
+    return _("traced: derivatives were computed in a tf.function that re-ran the cell's code once, on a copy of "
+             "the namespace, to trace it; the cell changes no state, so this left no trace "
+             "(not kept for reuse: the cell reads a value tapemagic cannot compare between runs)")
+
+
+def _function_note(xla: bool, cached: bool) -> str:
+    """What the traced path of a function did, as a note."""
+    if cached and xla:
+        return _("traced: the function ran once, as its cached tf.function compiled by XLA")
+    if cached:
+        return _("traced: the function ran once, as its cached tf.function")
+    if xla:
+        return _("traced: the function ran once, as a tf.function compiled by XLA traced on this call (its code "
+                 "changes nothing, and the graph holds no state-changing op)")
+    return _("traced: the function ran once, as a tf.function traced on this call (its code "
+             "changes nothing, and the graph holds no state-changing op)")
 
 
 class _Impure(Exception):
-    """The traced graph holds a state-changing op."""
+    """The traced graph holds a state-changing op (``effects``, in words)."""
+
+    def __init__(self, effects_found: list[str]) -> None:
+        super().__init__("; ".join(effects_found))
+        self.effects = effects_found
 
 
 class _ReadOtherwise(Exception):
     """The traced graph holds a tensor source as a captured constant (read through an alias), so part
-    of the function would not depend on the argument that stands for it: derivatives would be missing."""
+    of the function would not depend on the argument that stands for it: derivatives would be missing.
+    ``names``: those sources."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(f"the cell also reads {', '.join(names)} under another name")
+        self.names = names
 
 
 class _NotFlat(Exception):
@@ -269,7 +318,7 @@ def _traced(spec: Any, body: Any, sources: list[Source], lifted: tuple[str, ...]
             recorder.run(replay)
             for name, value in recorder.values.items():
                 if leaves(value) is None:
-                    raise TypeError(f"the target {name} is a {type(value).__name__}, not a tensor")
+                    raise TypeError(_("the target {target} is a {kind}, not a tensor", target=name, kind=type(value).__name__))
             recorder.first_order()
             derived = recorder.rest()
         out = {
@@ -294,7 +343,7 @@ def _disagreement(out: dict[str, Any], recorder: Recorder) -> str | None:
         for label, eager, traced in pairs:
             if eager is None or traced is None:
                 if (eager is None) != (traced is None):
-                    return f"{label} is None in one of them"
+                    return _("{label} is None in one of them", label=label)
                 continue
             a = np.concatenate([np.ravel(np.asarray(part, dtype=np.float64)) for part in tf.nest.flatten(eager)])
             b = np.concatenate([np.ravel(np.asarray(part, dtype=np.float64)) for part in tf.nest.flatten(traced)])
@@ -303,7 +352,7 @@ def _disagreement(out: dict[str, Any], recorder: Recorder) -> str | None:
             tolerance = 1e-3 if half else 2e-5 if single else 1e-10
             if a.shape != b.shape or not np.allclose(a, b, rtol=tolerance, atol=tolerance * max(1.0, float(np.max(np.abs(a), initial=0))),
                                                      equal_nan=True):
-                return f"{label} differs"
+                return _("{label} differs", label=label)
     return None
 
 
