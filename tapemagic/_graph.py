@@ -27,6 +27,8 @@ class GraphNode:
     """One node: a source, a constant, or one op and its (first) output.
 
     ``value``: the forward value (NumPy), or None where there is none to show (a resource handle).
+    An op with several outputs (``outputs`` > 1: a split, a tf.function call) shows its first output's
+    value, adjoint and tangents; its edges say which output they carry (``GraphEdge.output``).
     ``adjoint``: ∂target/∂node, from the real run's tape (``tape.gradient(target, node_tensor)``),
     or None with ``adjoint_reason`` in words (does not reach the target, integer dtype, not recorded).
     ``tangents``: with ``--graph --forward``, the node's tangent for each source direction
@@ -47,6 +49,7 @@ class GraphNode:
     group: int | None = None                  # GraphGroup.id this node belongs to (innermost), or None
     no_gradient: str | None = None
     step: int = 0                             # 0 for leaves; 1, 2, ... the order in which the ops ran
+    outputs: int = 1                          # how many outputs the op has (value, adjoint, tangents: output 0's)
 
     @property
     def label(self) -> str:
@@ -65,7 +68,11 @@ class GraphEdge:
     ``local``: ∂target/∂source where both are scalars (the local derivative an edge label shows),
     else None. ``contribution``: the part of ``source``'s adjoint that comes through this edge
     (the op's vector-Jacobian product at the target's adjoint); a node's adjoint is the sum of
-    the contributions of the edges leaving it. None where no gradient flows along the edge.
+    the contributions of the edges leaving it (for an op with several outputs: of the edges leaving
+    its first output). None where no gradient flows along the edge, and wherever ``source`` has no
+    adjoint. A ``tf.custom_gradient`` call is differentiated by the tape as one op: the first edge
+    from an outside node into its group carries that node's whole contribution (the custom
+    gradient's), and the edges inside the group carry none.
     """
 
     source: int
@@ -73,6 +80,7 @@ class GraphEdge:
     index: int = 0
     local: Any = None
     contribution: Any = None
+    output: int = 0                           # which output of ``source`` flows (ops with several outputs)
 
 
 @dataclasses.dataclass(frozen=True)
