@@ -210,7 +210,7 @@ class _Nothing:
 
 def recording(on: bool) -> Any:
     """An :class:`OpRecorder` when ``on``, else a context that records nothing."""
-    return OpRecorder() if on else _Nothing()
+    return OpRecorder(MAX_OPS) if on else _Nothing()
 
 
 # -- building ----------------------------------------------------------------------------------------
@@ -297,6 +297,7 @@ class _Builder:
         self._by_tensor: dict[int, tuple[int, int]] = {}   # id(tensor) -> (node, output)
         self._by_variable: dict[int, int] = {}             # id(variable) -> node
         self._handles: dict[int, Any] = {}                 # id(handle) -> variable
+        self._consumers: dict[int, list[int]] = {}         # id(tensor) -> the op nodes it flows into
         self._keep: list[Any] = []
         for variable in _variables_in(namespace, [s.value for s in self.sources if s.is_variable] + self.watched):
             self._add_variable(variable)
@@ -370,6 +371,8 @@ class _Builder:
                 node.custom_outputs = record.wrapper and record.scopes[-1] is innermost
                 node.inner = not node.custom_outputs
             self.nodes.append(node)
+            for tensor in record.inputs:
+                self._consumers.setdefault(id(tensor), []).append(len(self.nodes) - 1)
             for output, tensor in enumerate(record.outputs):
                 self._by_tensor[id(tensor)] = (len(self.nodes) - 1, output)
 
@@ -535,10 +538,15 @@ class _Builder:
         count = len(record.inputs)
         out_grads = self._out_grads(node)
         scalar_out = len(record.outputs) == 1 and _floating(record.outputs[0]) and record.outputs[0].shape == ()
-        scalar_in = [_floating(t) and t.shape == () for t in record.inputs]
+        scalar_in = [(_floating(t) and t.shape == ()) or self._scalar_variable(t) for t in record.inputs]
         if record.function_call:
             contributions = self._tape_vjp(node, out_grads) if out_grads is not None else [None] * count
-            return contributions, [None] * count
+            locals_ = [None] * count
+            first = record.outputs[0] if record.outputs else None
+            if first is not None and _floating(first) and first.shape == () and any(scalar_in):
+                seed = [tf.ones_like(first)] + [None] * (len(record.outputs) - 1)
+                locals_ = [g if scalar_in[i] else None for i, g in enumerate(self._tape_vjp(node, seed))]
+            return contributions, locals_
         from tensorflow.python.eager import backprop
         from tensorflow.python.framework import ops
 
@@ -579,6 +587,11 @@ class _Builder:
             contributions = self._tape_vjp(node, out_grads) if out_grads is not None else [None] * count
             return contributions, [None] * count
 
+    def _scalar_variable(self, tensor: Any) -> bool:
+        """A handle passed to a call, of a float scalar variable."""
+        variable = self._handles.get(id(tensor)) if getattr(tensor, "dtype", None) == tf.resource else None
+        return variable is not None and is_float(variable.dtype) and variable.shape == ()
+
     def _differentiable_input(self, record: _Op, index: int) -> Any:
         tensor = record.inputs[index]
         if getattr(tensor, "dtype", None) == tf.resource:
@@ -586,34 +599,60 @@ class _Builder:
         return tensor if _floating(tensor) else None
 
     def _tape_vjp(self, node: _Built, out_grads: list[Any] | None) -> list[Any]:
-        """A function call (its gradient is the function's own, kept by the tape): the tape's
-        vector-Jacobian product from the call's outputs to each input. Exact when no input of the
-        call depends on another one; otherwise the tape would add the other paths too, and the
-        edge shows no contribution (a note says so)."""
+        """A function call (its gradient is the function's own, kept by the tape): the vector-Jacobian
+        product from the call's outputs to each input, from the tape. The tape gives the total derivative
+        with respect to an input tensor, which also counts the paths on which that input flows into another
+        input of the call; those are taken off, later inputs first: the part of input i's total that comes
+        through input j is the tape's gradient of input j with respect to input i at j's own part."""
         record = node.record
-        result: list[Any] = [None] * len(record.inputs)
+        count = len(record.inputs)
+        result: list[Any] = [None] * count
         if out_grads is None:
             return result
         pairs = [(t, g) for t, g in zip(record.outputs, out_grads) if g is not None and _floating(t)]
         if not pairs:
             return result
         positions = [entry[0] for entry in node.inputs]
-        for index, tensor in enumerate(record.inputs):
-            wrt = self._differentiable_input(record, index)
-            if wrt is None:
-                continue
-            if any(other != positions[index] and self._reaches(positions[index], other) for other in positions):
-                self.notes.append(_("{op}: an input of the call also reaches it through another input, so the tape "
-                                    "cannot split the gradient between its edges; those edges show no contribution",
-                                    op=node.op))
-                continue
-            try:
-                result[index] = self.tape.gradient([p[0] for p in pairs], wrt, output_gradients=[p[1] for p in pairs])
-            except Exception:  # noqa: BLE001
-                result[index] = None
-            if isinstance(result[index], tf.IndexedSlices):
-                result[index] = tf.convert_to_tensor(result[index])
+        wrts = {i: self._differentiable_input(record, i) for i in range(count)}
+        slots = [i for i in range(count) if wrts[i] is not None]
+        repeated = {i for i in slots if sum(record.inputs[j] is record.inputs[i] for j in slots) > 1}
+        feeds = {i: [j for j in slots if j != i and record.inputs[j].dtype != tf.resource
+                     and self._flows_into(record.inputs[i], positions[i], positions[j], node)] for i in slots}
+        failed = set(repeated)
+        pending = [i for i in slots if i not in repeated]
+        if repeated:
+            self.notes.append(_("{op}: the same tensor is passed to the call more than once, and the tape's gradient "
+                                "cannot be split between those edges; they show no contribution", op=node.op))
+        while pending:
+            ready = [i for i in pending if not any(j in pending for j in feeds[i])]
+            if not ready:
+                break
+            for i in ready:
+                pending.remove(i)
+                if any(j in failed for j in feeds[i]):
+                    failed.add(i)
+                    continue
+                try:
+                    total = self.tape.gradient([p[0] for p in pairs], wrts[i], output_gradients=[p[1] for p in pairs])
+                    total = tf.convert_to_tensor(total) if isinstance(total, tf.IndexedSlices) else total
+                    for j in feeds[i]:
+                        if result[j] is None or total is None:
+                            continue
+                        through = self.tape.gradient(record.inputs[j], wrts[i], output_gradients=result[j])
+                        if through is not None:
+                            total = total - tf.convert_to_tensor(through)
+                    result[i] = total
+                except Exception:  # noqa: BLE001 - the tape could not take it: no contribution shown
+                    failed.add(i)
         return result
+
+    def _flows_into(self, tensor: Any, source: int, other: int, node: _Built) -> bool:
+        """Whether ``tensor`` (an input of ``node``, from node ``source``) also flows into node ``other``.
+        A variable's read is its own tensor: only what that read feeds counts."""
+        if self.nodes[source].variable is not None and getattr(tensor, "dtype", None) != tf.resource:
+            users = [p for p in self._consumers.get(id(tensor), []) if self.nodes[p] is not node]
+            return any(user == other or self._reaches(user, other) for user in users)
+        return source != other and self._reaches(source, other)
 
     def _custom_edges(self, members: list[int]) -> list[GraphEdge]:
         """A tf.custom_gradient call: the tape differentiates it as one op, with the custom gradient,
