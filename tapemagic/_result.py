@@ -36,15 +36,19 @@ class CheckReport:
 
         label = f"∂{self.target}/∂{self.source}"
         if self.problem:
-            return f"check {label}: not checked ({self.problem})"
-        sampled = "" if self.checked == self.elements else f", {self.checked} of {self.elements} elements sampled"
-        errors = f"max abs error {scalar(self.max_abs, 2)}, max rel error {scalar(self.max_rel, 2)}"
-        how = f"central differences, step {scalar(self.step, 2)}, 2 runs per element{sampled}"
+            return _("check {label}: not checked ({problem})", label=label, problem=self.problem)
+        numbers = dict(label=label, abs=scalar(self.max_abs, 2), rel=scalar(self.max_rel, 2), step=scalar(self.step, 2))
+        if self.checked == self.elements:
+            how = _("central differences, step {step}, 2 runs per element", step=numbers["step"])
+        else:
+            how = _("central differences, step {step}, 2 runs per element, {checked} of {elements} elements sampled",
+                    step=numbers["step"], checked=self.checked, elements=self.elements)
         if self.ok:
-            return f"check {label}: ok, {errors} ({how})"
-        return (f"check {label}: MISMATCH, {errors} at element {self.worst}: the tape says "
-                f"{scalar(self.tape_value, 6)}, finite differences say {scalar(self.difference_value, 6)} ({how}; "
-                f"tolerance {scalar(self.tolerance, 2)})")
+            return _("check {label}: ok, max abs error {abs}, max rel error {rel} ({how})", how=how, **numbers)
+        return _("check {label}: MISMATCH, max abs error {abs}, max rel error {rel} at element {element}: the tape "
+                 "says {tape}, finite differences say {differences} ({how}; tolerance {tolerance})", how=how,
+                 element=self.worst, tape=scalar(self.tape_value, 6), differences=scalar(self.difference_value, 6),
+                 tolerance=scalar(self.tolerance, 2), **numbers)
 
     def __contains__(self, word: str) -> bool:  # so tests and users can write "ok" in report
         return word in str(self)
@@ -145,6 +149,7 @@ class LayerTable(Sequence[LayerRow]):
 
     target: str = ""
     rows: tuple[LayerRow, ...] = ()
+    language: str = dataclasses.field(default_factory=_i18n.current, compare=False)  # its flags' and titles'
 
     @overload
     def __getitem__(self, index: int) -> LayerRow: ...
@@ -157,7 +162,9 @@ class LayerTable(Sequence[LayerRow]):
         if isinstance(index, str):
             found = tuple(row for row in self.rows if row.layer == index)
             if not found:
-                raise KeyError(f"no layer {index!r}: the layers are {', '.join(self.layer_names()) or 'none'}")
+                with _i18n.language(self.language):
+                    layers = ", ".join(self.layer_names()) or _("none")
+                    raise KeyError(_("no layer {layer}: the layers are {layers}", layer=repr(index), layers=layers))
             return found
         return self.rows[index]
 
@@ -190,18 +197,21 @@ class LayerTable(Sequence[LayerRow]):
         try:
             import pandas
         except ImportError:
-            raise ImportError("to_pandas needs pandas, which tapemagic does not install: pip install pandas") from None
+            with _i18n.language(self.language):
+                raise ImportError(_("to_pandas needs pandas, which tapemagic does not install: pip install pandas")) from None
         return pandas.DataFrame([dataclasses.asdict(row) for row in self.rows], columns=list(LAYER_COLUMNS))
 
     def __repr__(self) -> str:
         from .render import flow
 
-        return "\n".join(flow.text_table(self)) or "LayerTable(no Keras model among the sources)"
+        with _i18n.language(self.language):
+            return "\n".join(flow.text_table(self)) or _("LayerTable(no Keras model among the sources)")
 
     def _repr_html_(self) -> str:
         from .render import flow
 
-        return flow.table_html(self)
+        with _i18n.language(self.language):
+            return flow.table_html(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,14 +284,17 @@ class TapeResult:
         the gradients above: nothing runs again."""
         from .engine import flow
 
-        return flow.analyse(self)
+        with _i18n.language(self.language):  # its flags in the result's language
+            return flow.analyse(self)
 
     def of(self, target: str) -> TargetResult:
         """The numbers for one target by name."""
         for candidate in self.targets:
             if candidate.name == target:
                 return candidate
-        raise KeyError(f"no target {target!r}: the targets are {', '.join(t.name for t in self.targets)}")
+        with _i18n.language(self.language):
+            raise KeyError(_("no target {target}: the targets are {targets}", target=repr(target),
+                             targets=", ".join(t.name for t in self.targets)))
 
     def gradient(self, wrt: str, of: str | None = None, order: int = 1) -> Any:
         """The ``order``-th derivative of target ``of`` (default: the first) with respect to ``wrt``."""
@@ -295,12 +308,15 @@ class TapeResult:
         self._check_source(wrt)
         if wrt in target.reasons:
             return target.reasons[wrt]
-        return f"the gradient of {target.name} with respect to {wrt} is not None."
+        with _i18n.language(self.language):
+            return _("the gradient of {target} with respect to {source} is not None.", target=target.name, source=wrt)
 
     def _check_source(self, wrt: str) -> None:
         if wrt not in {source.name for source in self.sources}:
-            names = ", ".join(source.name for source in self.sources) or "none"
-            raise KeyError(f"{wrt!r} is not a source of this result (the sources are: {names})")
+            with _i18n.language(self.language):
+                names = ", ".join(source.name for source in self.sources) or _("none")
+                raise KeyError(_("{source} is not a source of this result (the sources are: {sources})",
+                                 source=repr(wrt), sources=names))
 
     # -- display --------------------------------------------------------------
     def with_display(self, **settings: Any) -> "TapeResult":

@@ -24,6 +24,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import _i18n
+from .._i18n import _
+from .._setting import language_for
+
 __all__ = ["load_data", "MnistError", "FILES", "MIRRORS"]
 
 # name -> (sha256 as published, size in bytes)
@@ -50,7 +54,8 @@ class MnistError(OSError):
 
 def load_data(path: str = "mnist.npz", *, directory: str | os.PathLike[str] | None = None,
               keras: bool = True, mirrors: Sequence[str] = MIRRORS,
-              cache_dir: str | os.PathLike[str] | None = None, timeout: float = 30.0) -> Arrays:
+              cache_dir: str | os.PathLike[str] | None = None, timeout: float = 30.0,
+              language: str | None = None) -> Arrays:
     """Load MNIST as ``(x_train, y_train), (x_test, y_test)``, as Keras does.
 
     Parameters
@@ -67,34 +72,43 @@ def load_data(path: str = "mnist.npz", *, directory: str | os.PathLike[str] | No
         Where mirror downloads are kept (default ``~/.cache/tapemagic/mnist``).
     timeout
         Seconds to wait on each network connection.
+    language
+        The language of the error message: "en", "zh" or "auto"; by default ``%config TapeMagics.language``
+        where the extension is loaded, else "auto" (the locale).
 
     Raises
     ------
     MnistError
         When no source worked, with what was tried and why each failed.
     """
+    with _i18n.language(language_for(language)):
+        return _load(path, directory, keras, mirrors, cache_dir, timeout)
+
+
+def _load(path: str, directory: str | os.PathLike[str] | None, keras: bool, mirrors: Sequence[str],
+          cache_dir: str | os.PathLike[str] | None, timeout: float) -> Arrays:
     tried: list[str] = []
     directory = directory if directory is not None else os.environ.get(ENVIRONMENT_VARIABLE)
     if directory:
-        found = _attempt(tried, f"directory {directory}", lambda: _from_directory(Path(directory)))
+        found = _attempt(tried, _("directory {directory}", directory=directory),
+                         lambda: _from_directory(Path(directory)))
         if found is not None:
             return found
     else:
-        tried.append(f"directory: none given (pass directory=... or set {ENVIRONMENT_VARIABLE})")
+        tried.append(_("directory: none given (pass directory=... or set {variable})", variable=ENVIRONMENT_VARIABLE))
     if keras:
-        found = _attempt(tried, "Keras's cache and download", lambda: _from_keras(path))
+        found = _attempt(tried, _("Keras's cache and download"), lambda: _from_keras(path))
         if found is not None:
             return found
     cache = Path(cache_dir) if cache_dir is not None else Path.home() / ".cache" / "tapemagic" / "mnist"
     for mirror in mirrors:
-        found = _attempt(tried, f"mirror {mirror}", lambda mirror=mirror: _from_mirror(mirror, cache, timeout))
+        found = _attempt(tried, _("mirror {url}", url=mirror), lambda mirror=mirror: _from_mirror(mirror, cache, timeout))
         if found is not None:
             return found
-    raise MnistError(
-        "could not load MNIST. Tried:\n" + "\n".join(f"  - {line}" for line in tried) +
-        f"\nTo fix: download the four IDX files (see FILES in {__name__}) into a directory and pass "
-        f"directory=... or set {ENVIRONMENT_VARIABLE}."
-    )
+    raise MnistError(_(
+        "could not load MNIST. Tried:\n{tried}\nTo fix: download the four IDX files (see FILES in {module}) into a "
+        "directory and pass directory=... or set {variable}.", tried="\n".join(f"  - {line}" for line in tried),
+        module=__name__, variable=ENVIRONMENT_VARIABLE))
 
 
 def _attempt(tried: list[str], what: str, load: Callable[[], Arrays]) -> Arrays | None:
@@ -103,16 +117,16 @@ def _attempt(tried: list[str], what: str, load: Callable[[], Arrays]) -> Arrays 
     except KeyboardInterrupt:
         raise
     except Exception as error:  # each source may fail in its own way; all are reported at the end
-        tried.append(f"{what}: {error}")
+        tried.append(_("{what}: {error}", what=what, error=error))
         return None
 
 
 def _from_directory(directory: Path) -> Arrays:
     if not directory.is_dir():
-        raise MnistError(f"{directory} is not a directory")
+        raise MnistError(_("{directory} is not a directory", directory=directory))
     missing = [name for name in FILES if not (directory / name).is_file()]
     if missing:
-        raise MnistError(f"missing {', '.join(missing)} in {directory}")
+        raise MnistError(_("missing {files} in {directory}", files=", ".join(missing), directory=directory))
     for name in FILES:
         _verify(directory / name)
     return _arrays(directory)
@@ -123,12 +137,15 @@ def _verify(file: Path, name: str | None = None) -> None:
     expected, size = FILES[name or file.name]
     actual_size = file.stat().st_size
     digest = _sha256(file)
+    if digest != expected and actual_size < size:
+        raise MnistError(_(
+            "{file} is truncated ({size} of {expected_size} bytes): its sha256 is {digest}..., the published one is "
+            "{expected}...; delete it and download it again", file=file, size=actual_size, expected_size=size,
+            digest=digest[:16], expected=expected[:16]))
     if digest != expected:
-        why = f"truncated ({actual_size} of {size} bytes)" if actual_size < size else "corrupted"
-        raise MnistError(
-            f"{file} is {why}: its sha256 is {digest[:16]}..., the published one is {expected[:16]}...; "
-            "delete it and download it again"
-        )
+        raise MnistError(_(
+            "{file} is corrupted: its sha256 is {digest}..., the published one is {expected}...; delete it and "
+            "download it again", file=file, digest=digest[:16], expected=expected[:16]))
 
 
 def _sha256(file: Path) -> str:
@@ -152,7 +169,8 @@ def _idx(file: Path, kind: str) -> np.ndarray:
         data = stream.read()
     magic = int.from_bytes(data[:4], "big")
     if magic != _MAGIC[kind]:
-        raise MnistError(f"{file} is not an IDX {kind} file (magic {magic:#010x})")
+        raise MnistError(_("{file} is not an IDX {kind} file (magic {magic})", file=file, kind=kind,
+                           magic=f"{magic:#010x}"))
     dimensions = data[3]
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(dimensions))
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dimensions).reshape(shape)
@@ -169,7 +187,8 @@ def _from_mirror(mirror: str, cache: Path, timeout: float) -> Arrays:
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise MnistError(f"cannot create the cache directory {cache} ({error}); pass cache_dir=... somewhere writable") from None
+        raise MnistError(_("cannot create the cache directory {directory} ({error}); pass cache_dir=... somewhere "
+                           "writable", directory=cache, error=error)) from None
     for name in FILES:
         target = cache / name
         if target.is_file():
@@ -187,7 +206,8 @@ def _download(url: str, target: Path, timeout: float) -> None:
     try:
         handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     except OSError as error:
-        raise MnistError(f"cannot write in {target.parent} ({error}); pass cache_dir=... somewhere writable") from None
+        raise MnistError(_("cannot write in {directory} ({error}); pass cache_dir=... somewhere writable",
+                           directory=target.parent, error=error)) from None
     try:
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             for block in iter(lambda: response.read(1 << 16), b""):

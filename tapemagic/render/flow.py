@@ -11,6 +11,9 @@ import math
 from html import escape
 from typing import Any, Collection, Sequence
 
+from .._i18n import _
+from . import wrap
+
 __all__ = ["text", "text_table", "html", "table_html", "chart", "decades", "flagged_layers",
            "TEXT", "MUTED", "BAR", "FLAGGED", "NONE", "GRID"]
 # Colours: a JupyterLab variable and the fallback a plain HTML page (nbviewer, GitHub) gets.
@@ -23,7 +26,11 @@ NONE = ("--jp-warn-color0", "#9a4a00")
 GRID = ("--jp-border-color2", "#767676")
 
 WIDTH = 100  # render.text.WIDTH: the text view's lines stay within it
-_TITLES = ("layer", "variable", "shape", "||g||", "max|g|", "zeros", "||g||/||w||", "flag")
+
+
+def _titles() -> tuple[str, ...]:
+    return (_("layer"), _("variable"), _("shape"), "||g||", "max|g|", _("zeros"), "||g||/||w||", _("flag"))
+
 _ROW_HEIGHT = 20
 _CHAR_WIDTH = 7  # an 11px monospace character, with room to spare
 _MAX_LABEL = 32  # characters of a layer's path shown; the whole path is in the label's tooltip
@@ -58,20 +65,21 @@ def text_table(table: Any) -> list[str]:
     if not len(table):
         return []
     body = [_cells(row) for row in table]
-    flat = _aligned([list(_TITLES), *body])
-    if max(len(line) for line in flat) <= WIDTH:
+    flat = _aligned([list(_titles()), *body])
+    if max(wrap.width(line) for line in flat) <= WIDTH:
         return flat
     return _blocks(table)
 
 
 def _aligned(rows: list[list[str]], indent: str = "") -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [(indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths))).rstrip() for row in rows]
+    widths = [max(wrap.width(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [(indent + "  ".join(wrap.ljust(cell, width) for cell, width in zip(row, widths))).rstrip()
+            for row in rows]
 
 
 def _blocks(table: Any) -> list[str]:
     numbers_of = {id(row): _cells(row)[1:7] for row in table}
-    aligned = iter(_aligned([list(_TITLES[1:7]), *numbers_of.values()], indent="  "))
+    aligned = iter(_aligned([list(_titles()[1:7]), *numbers_of.values()], indent="  "))
     lines = [next(aligned)]
     for name in table.layer_names():
         rows = table[name]
@@ -88,7 +96,7 @@ def text(result: Any) -> list[str]:
     table = result.layers
     if not len(table):
         return []
-    return [f"gradient flow by layer (∂{table.target}/∂·, input layer first):", *text_table(table)]
+    return [_("gradient flow by layer ({label}, input layer first):", label=f"∂{table.target}/∂·"), *text_table(table)]
 
 
 # -- HTML -----------------------------------------------------------------------------------------
@@ -116,7 +124,7 @@ def table_html(table: Any) -> str:
     """:func:`html` for a :class:`~tapemagic.LayerTable` itself (what ``r.layers`` shows in a notebook)."""
     if not len(table):
         return ""
-    heading = f"gradient flow by layer (∂{table.target}/∂·, input layer first)"
+    heading = _("gradient flow by layer ({label}, input layer first)", label=f"∂{table.target}/∂·")
     return (f'{_STYLE}<div class="tapemagic-flow"><div><b>{escape(heading)}</b></div>'
             f"{chart(table.layer_norms(), flagged=flagged_layers(table))}{_html_table(table)}</div>")
 
@@ -127,21 +135,38 @@ def flagged_layers(table: Any) -> set[str]:
     red = set()
     for name in table.layer_names():
         measured = [row for row in table[name] if row.norm is not None]
-        if any(row.flag.startswith("exploding") for row in measured) or (
-                measured and all(row.flag and not row.flag.startswith("frozen") for row in measured)):
+        if any(_exploding(row) for row in measured) or (
+                measured and all(row.flag and not _frozen(row) for row in measured)):
             red.add(name)
     return red
 
 
+def _kind(flag: str) -> str:
+    """What a flag says, in any language: the engine's flags carry a ``kind`` (``engine/words.py``); a plain
+    English flag (a table built by hand) is read by its first word."""
+    kind = getattr(flag, "kind", "")
+    if kind or not flag:
+        return kind
+    return "none" if flag.startswith("None") else flag.split(":")[0].split()[0]
+
+
+def _exploding(row: Any) -> bool:
+    return _kind(row.flag) == "exploding"
+
+
+def _frozen(row: Any) -> bool:
+    return _kind(row.flag) == "frozen"
+
+
 def _html_table(table: Any) -> str:
-    head = "".join(f"<th>{escape(title)}</th>" for title in _TITLES)
+    head = "".join(f"<th>{escape(title)}</th>" for title in _titles())
     body = []
     for row in table:
         cells = _cells(row)
         tds = []
         for index, cell in enumerate(cells):
             classes = (["number"] if 3 <= index <= 6 else []) + (
-                ["none"] if cell == "None" or (index == 7 and cell.startswith("None")) else
+                ["none"] if cell == "None" or (index == 7 and _kind(row.flag) == "none") else
                 ["flag"] if index == 7 and cell else [])
             attribute = f' class="{" ".join(classes)}"' if classes else ""
             tds.append(f"<td{attribute}>{escape(cell)}</td>")
@@ -184,7 +209,7 @@ def chart(layer_norms: Sequence[tuple[str, str, float | None]], span: tuple[int,
     top = 22
     height = top + _ROW_HEIGHT * len(layer_norms) + 6
     width = frame.label_width + bar_width + _VALUE_WIDTH
-    label = "gradient norm per layer, log scale, input layer first"
+    label = _("gradient norm per layer, log scale, input layer first")
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(label)}" width="{width}" '
              f'height="{height}" viewBox="0 0 {width} {height}" style="font-family:var(--jp-code-font-family,'
              f'monospace);font-size:11px"><title>{escape(label)}</title>']

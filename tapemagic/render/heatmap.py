@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .._i18n import _
 from . import numbers
 
 __all__ = ["render", "colour", "dark_colour", "level", "text_colour", "STYLE", "NEGATIVE", "ZERO", "POSITIVE",
@@ -101,7 +102,8 @@ def render(data: Any, precision: int, symbol: str = "H") -> str:
     """A heatmap of a matrix (a vector is one row; more dimensions are flattened after the first)."""
     original = numbers.as_array(data)
     if original.size == 0:  # a Jacobian of an empty target, say: (0, 3) cannot be reshaped with -1
-        return f'<div class="tm-note">(empty: shape {escape(str(tuple(original.shape)))})</div>'
+        empty = _("(empty: shape {shape})", shape=str(tuple(original.shape)))
+        return f'<div class="tm-note">{escape(empty)}</div>'
     matrix = original.reshape(original.shape[0], -1) if original.ndim >= 2 else original.reshape(1, -1)
     values = matrix.astype(np.float64)
     row_blocks, col_blocks = _blocks(matrix.shape[0]), _blocks(matrix.shape[1])
@@ -161,13 +163,16 @@ def _block_title(rows: np.ndarray, cols: np.ndarray, block: np.ndarray, precisio
         return f"{int(index[0])}–{int(index[-1])}" if len(index) > 1 else str(int(index[0]))
 
     finite = block[np.isfinite(block)]
-    where = f"rows {span(rows)}, cols {span(cols)} ({block.size} elements)"
+    where = dict(rows=span(rows), cols=span(cols), count=block.size)
     if not finite.size:
-        return f"{where}: all nan/inf"
-    stats = (f"mean {numbers.scalar(float(finite.mean()), precision)}, min {numbers.scalar(float(finite.min()), precision)}, "
-             f"max {numbers.scalar(float(finite.max()), precision)}")
+        return _("rows {rows}, cols {cols} ({count} elements): all nan/inf", **where)
+    stats = dict(mean=numbers.scalar(float(finite.mean()), precision), min=numbers.scalar(float(finite.min()), precision),
+                 max=numbers.scalar(float(finite.max()), precision))
     bad = block.size - finite.size
-    return f"{where}: {stats}" + (f", {bad} nan/inf" if bad else "")
+    if bad:
+        return _("rows {rows}, cols {cols} ({count} elements): mean {mean}, min {min}, max {max}, {bad} nan/inf",
+                 bad=bad, **where, **stats)
+    return _("rows {rows}, cols {cols} ({count} elements): mean {mean}, min {min}, max {max}", **where, **stats)
 
 
 def _swatch(value: float, scale: float, title: str) -> str:
@@ -182,14 +187,16 @@ def _colour_bar(scale: float, precision: int, values: np.ndarray, shape: tuple[i
     steps = np.linspace(-scale, scale, BAR_STEPS) if scale else np.zeros(1)
     swatches = "".join(_swatch(float(v), scale, numbers.scalar(float(v), precision)) for v in steps)
     limit = numbers.scalar(scale, precision)
+    legend = _("blue < 0 < red")
     parts = [f'<span>{"-" + limit if scale else "0"}</span>', f'<span style="display:inline-flex">{swatches}</span>',
-             f"<span>{'+' + limit if scale else ''}</span>", "<span>blue &lt; 0 &lt; red</span>"]
+             f"<span>{'+' + limit if scale else ''}</span>", f"<span>{escape(legend)}</span>"]
     if not np.all(np.isfinite(values)):
         parts.append(f"<span>{_swatch(float('nan'), scale, 'nan/inf')} nan/inf</span>")
     if len(row_blocks) < shape[0] or len(col_blocks) < shape[1]:
         rows_per, cols_per = -(-shape[0] // len(row_blocks)), -(-shape[1] // len(col_blocks))
-        parts.append(f"<span>{shape[0]}×{shape[1]} shown as {len(row_blocks)}×{len(col_blocks)} blocks of up to "
-                     f"{rows_per}×{cols_per}, coloured by their mean; hover a cell for its rows, cols, mean, min "
-                     "and max</span>")
+        blocks = _("{shape} shown as {blocks} blocks of up to {size}, coloured by their mean; hover a cell for its "
+                   "rows, cols, mean, min and max", shape=f"{shape[0]}×{shape[1]}",
+                   blocks=f"{len(row_blocks)}×{len(col_blocks)}", size=f"{rows_per}×{cols_per}")
+        parts.append(f"<span>{escape(blocks)}</span>")
     return ('<div class="tm-colourbar" style="display:flex;flex-wrap:wrap;align-items:center;gap:6px;font-size:11px">'
             + "".join(parts) + "</div>")

@@ -6,6 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from .._i18n import _
+
 __all__ = ["as_array", "scalar", "array", "summary", "python_literal", "element"]
 
 
@@ -64,14 +66,12 @@ def summary(data: np.ndarray, precision: int, max_elements: int) -> str:
     """Shape, min/max/mean and the first elements of a large array."""
     flat = data.reshape(-1)
     head = ", ".join(scalar(item, precision) for item in flat[: max(1, min(6, max_elements))].tolist())
-    parts = [f"shape {shape(data.shape)}"]
+    parts = [_("shape {shape}", shape=shape(data.shape))]
     if data.dtype.kind in "biuf" and flat.size:
         finite = flat[np.isfinite(flat)] if data.dtype.kind == "f" else flat
         if finite.size:
-            parts.append(
-                f"min {scalar(finite.min().item(), precision)} max {scalar(finite.max().item(), precision)} "
-                f"mean {scalar(float(finite.mean()), precision)}"
-            )
+            parts.append(_("min {min} max {max} mean {mean}", min=scalar(finite.min().item(), precision),
+                           max=scalar(finite.max().item(), precision), mean=scalar(float(finite.mean()), precision)))
         bad = flat.size - finite.size
         if bad:
             parts.append(f"{bad} nan/inf")

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._i18n import _
 from . import numbers
 
 __all__ = ["Curve", "svg", "tangent_segment"]
@@ -129,7 +130,9 @@ def svg(curve: Curve, x0: float, y0: float, slope: float | None, target_label: s
                      f'{escape(numbers.scalar(value, 3))}</text>')
     parts.append(f'<text x="{(LEFT + WIDTH - RIGHT) / 2:.1f}" y="{FOOT - 6}" text-anchor="middle">'
                  f'{escape(curve.source)} = {escape(numbers.scalar(x0, 4))}</text>')
+    label = _("{target} and {derivative} over {source}", target=target_label, derivative=derivative_label,
+              source=curve.source)
     return (f'<svg class="tm-plot" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{FOOT}" '
             f'viewBox="0 0 {WIDTH} {FOOT}" font-size="11" fill="currentColor" role="img" '
-            f'aria-label="{escape(target_label)} and {escape(derivative_label)} over {escape(curve.source)}">'
+            f'aria-label="{escape(label)}">'
             + "".join(parts) + "</svg>")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from .._i18n import _
 from . import numbers
 
 __all__ = ["Row", "Section", "header", "settings", "rows", "derivative_label", "matrices", "watched_rows"]
@@ -38,11 +39,14 @@ class Row:
 
 @dataclasses.dataclass(frozen=True)
 class Section:
-    """A titled matrix (Jacobian or Hessian block) as lines of text, or a summary."""
+    """A titled matrix (Jacobian or Hessian block) as lines of text, or a summary. ``kind`` is "jacobian" or
+    "hessian"; ``name`` the title without the shape (what a copy of its values is called)."""
 
     title: str
     lines: tuple[str, ...]
     data: Any
+    kind: str = "jacobian"
+    name: str = ""
 
 
 def header(result: Any) -> str:
@@ -51,14 +55,13 @@ def header(result: Any) -> str:
 
 
 def settings(result: Any) -> str:
+    """``order 1, non-persistent, auto-watch, eager``: how the result was computed."""
     spec = result.spec
-    parts = [
-        f"order {spec.order}",
-        "persistent" if spec.persistent else "non-persistent",
-        "auto-watch" if spec.auto_watch else "no auto-watch",
-        result.path,
-    ]
-    return ", ".join(parts)
+    paths = {"eager": _("eager"), "traced": _("traced")}
+    persistence = _("persistent") if spec.persistent else _("non-persistent")
+    watching = _("auto-watch") if spec.auto_watch else _("no auto-watch")
+    return _("order {order}, {persistence}, {watching}, {path}", order=spec.order, persistence=persistence,
+             watching=watching, path=paths.get(result.path, result.path))
 
 
 def rows(result: Any, target: Any) -> list[Row]:
@@ -89,7 +92,7 @@ def rows(result: Any, target: Any) -> list[Row]:
 
 
 def column_titles(result: Any, target: Any) -> list[str]:
-    titles = ["source", "shape", "dtype", "value"]
+    titles = [_("source"), _("shape"), "dtype", _("value")]
     titles += [derivative_label(target.name, "·", k) for k in range(1, result.spec.order + 1)]
     return titles
 
@@ -100,40 +103,44 @@ def matrices(result: Any, target: Any) -> list[Section]:
     unavailable = getattr(target, "unavailable", {}) or {}
     if target.jacobian is not None:
         for name, block in target.jacobian.items():
-            title = f"Jacobian ∂{target.name}/∂{name}"
-            sections.append(_matrix(title, block, result, unavailable.get("jacobian")))
+            title = _("Jacobian {label}", label=f"∂{target.name}/∂{name}")
+            sections.append(_matrix(title, block, result, unavailable.get("jacobian"), "jacobian"))
     elif result.spec.jacobian and "jacobian" in unavailable:
-        sections.append(_matrix(f"Jacobian of {target.name}", None, result, unavailable["jacobian"]))
+        sections.append(_matrix(_("Jacobian of {target}", target=target.name), None, result, unavailable["jacobian"],
+                                "jacobian"))
     names = ", ".join(s.name for s in result.sources)
     if target.hessian is not None or (result.spec.hessian and "hessian" in unavailable):
-        sections.append(_matrix(f"Hessian of {target.name} over ({names})", target.hessian, result, unavailable.get("hessian")))
+        sections.append(_matrix(_("Hessian of {target} over ({sources})", target=target.name, sources=names),
+                                target.hessian, result, unavailable.get("hessian"), "hessian"))
     return sections
 
 
-def _matrix(title: str, value: Any, result: Any, reason: str | None = None) -> Section:
+def _matrix(title: str, value: Any, result: Any, reason: str | None, kind: str) -> Section:
     if value is None:
-        return Section(title, (f"None: {reason or 'not computed'}",), None)
+        why = reason or _("not computed")
+        return Section(title, (_("None: {reason}", reason=why),), None, kind, title)
     data = numbers.as_array(value)
-    full_title = f"{title}, shape {numbers.shape(data.shape)}"
+    full_title = _("{title}, shape {shape}", title=title, shape=numbers.shape(data.shape))
     if data.size > MATRIX_LIMIT or data.ndim > 2:
-        return Section(full_title, (numbers.summary(data, result.precision, result.max_elements),), data)
+        return Section(full_title, (numbers.summary(data, result.precision, result.max_elements),), data, kind, title)
     if data.ndim < 2:
-        return Section(full_title, (numbers.array(data, result.precision, MATRIX_LIMIT),), data)
+        return Section(full_title, (numbers.array(data, result.precision, MATRIX_LIMIT),), data, kind, title)
     cells = [[numbers.scalar(item, result.precision) for item in row] for row in data.tolist()]
     width = max((len(cell) for row in cells for cell in row), default=1)
     lines = tuple("[" + "  ".join(cell.rjust(width) for cell in row) + "]" for row in cells)
-    return Section(full_title, lines, data)
+    return Section(full_title, lines, data, kind, title)
 
 
 def watched_rows(result: Any) -> list[tuple[str, str, str, str]]:
     return [
-        (w.name, numbers.shape(w.shape), w.dtype, "trainable" if w.trainable else "not trainable")
+        (w.name, numbers.shape(w.shape), w.dtype, _("trainable") if w.trainable else _("not trainable"))
         for w in result.watched
     ]
 
 
 def reasons(result: Any, target: Any) -> list[str]:
-    return [f"{derivative_label(target.name, name, 1)} is None: {why}" for name, why in target.reasons.items()]
+    return [_("{label} is None: {why}", label=derivative_label(target.name, name, 1), why=why)
+            for name, why in target.reasons.items()]
 
 
 def extras(result: Any, target: Any) -> list[str]:
@@ -142,13 +149,16 @@ def extras(result: Any, target: Any) -> list[str]:
     p, m = result.precision, result.max_elements
     if target.forward is not None:
         for name, value in target.forward.items():
-            lines.append(f"forward ∂{target.name}/∂{name} = {numbers.array(value, p, m) if value is not None else 'None'}")
+            lines.append(_("forward {label} = {value}", label=f"∂{target.name}/∂{name}",
+                           value=numbers.array(value, p, m) if value is not None else "None"))
         passes = result.passes
         if passes:
-            lines.append(f"passes: forward mode {passes.get('forward', 0)}, reverse mode {passes.get('reverse', 1)}")
+            lines.append(_("passes: forward mode {forward}, reverse mode {reverse}",
+                           forward=passes.get("forward", 0), reverse=passes.get("reverse", 1)))
     if target.check is not None:
         lines.extend(str(report) for report in target.check.values())
     if target.hvp is not None:
         for name, value in target.hvp.items():
-            lines.append(f"Hessian-vector product for {name} = {numbers.array(value, p, m) if value is not None else 'None'}")
+            lines.append(_("Hessian-vector product for {source} = {value}", source=name,
+                           value=numbers.array(value, p, m) if value is not None else "None"))
     return lines
