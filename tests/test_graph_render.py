@@ -435,3 +435,151 @@ def _random_graph(ops: int, seed: int, groups: int = 0, shape: tuple[int, ...] =
                                group=group, step=i - 1))
         edges.extend(GraphEdge(j, i, k, None if shape else f32(0.5), value) for k, j in enumerate(inputs))
     return TapeGraph(nodes[-1].name or "y", tuple(nodes), tuple(edges), groups=group_list)
+
+
+# -- the real magic, with the engine's own graph -------------------------------------------------------------
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def test_the_magic_draws_e17_from_what_tensorflow_ran(shell):
+    shell.run_cell("x = tf.Variable(3.0)\ny = tf.Variable(4.0)")
+    shown = shell.run_cell("%%tape x y --graph\nf = x**2 * y + y + 2")
+    assert shown.success, shown.error_in_exec
+    bundle = shown.result._repr_mimebundle_()
+    page, plain = bundle["text/html"], bundle["text/plain"]
+    svg = page[page.index('<svg class="tm-graph"'):page.index("</svg>") + len("</svg>")]
+    texts = {lines[0]: lines[1:] for lines in _node_texts(_parse(svg)).values()}
+    assert texts["x"] == ["source", "value 3", "adjoint 24"] and texts["y"] == ["source", "value 4", "adjoint 10"]
+    assert texts["f = AddV2"] == ["target", "value 42", "adjoint 1"]
+    assert texts["Mul"] == ["value 36", "adjoint 1"] and texts["Pow"] == ["value 9", "adjoint 4"]
+    assert {"×6 = 24", "×4 = 4", "×9 = 9"} <= set(_edge_labels(_parse(svg)))
+    assert "  #7 f  AddV2(#6, #3) [target]  42     1" in plain.splitlines()
+    assert page.index("Computation graph") < page.index('<table class="tm-values">')
+
+
+def test_the_magic_draws_forward_mode_tangents(shell):
+    shell.run_cell("x = tf.Variable(3.0)\ny = tf.Variable(4.0)")
+    r = shell.run_cell("%%tape x y --graph --forward\nf = x**2 * y + y + 2").result
+    assert r.graph.forward_sources == ("x", "y")
+    texts = {lines[0]: lines[-1] for lines in _node_texts(_parse(G.svg(r.graph, direction="x"))).values()}
+    assert texts["f = AddV2"] == "tangent 24" and texts["Pow"] == "tangent 6"  # E21: f(3 + ε, 4) = 42 + 24ε
+    texts = {lines[0]: lines[-1] for lines in _node_texts(_parse(G.svg(r.graph, direction="y"))).values()}
+    assert texts["f = AddV2"] == "tangent 10"
+
+
+def test_in_a_kernel_the_magic_adds_step_controls_that_redraw_in_place(shell, monkeypatch):
+    from IPython.utils.capture import capture_output
+    import IPython.display
+    from ipywidgets import Widget
+
+    monkeypatch.setattr(widget, "in_kernel", lambda: True)
+    updates: list = []
+    original_update = IPython.display.DisplayHandle.update
+
+    def record(handle, obj, **kwargs):
+        updates.append((handle.display_id, obj))
+        return original_update(handle, obj, **kwargs)
+
+    monkeypatch.setattr(IPython.display.DisplayHandle, "update", record)
+    shell.run_cell("x = tf.Variable(3.0)\ny = tf.Variable(4.0)")
+    with capture_output() as captured:
+        returned = shell.run_cell_magic("tape", "x y --graph -o r", "f = x**2 * y + y + 2")
+    assert returned is None
+    static, controls = captured.outputs
+    assert set(static.data) == {"text/plain", "text/html"} and "adjoint 24" in static.data["text/html"]
+    assert WIDGET_VIEW in controls.data and "--graph step controls" in controls.data["text/plain"]
+    box = Widget.widgets[controls.data[WIDGET_VIEW]["model_id"]]
+    assert "tapemagic-graph-steps" in box._dom_classes
+    phase, _direction, row = box.children
+    slider = row.children[1]
+    phase.value = "forward"
+    slider.value = 1
+    display_id, bundle = updates[-1]
+    assert display_id and "forward pass, step 1 of 7: y has run" in bundle["text/html"]
+    assert "adjoint 24" not in bundle["text/html"].split("</svg>")[0]
+    phase.value = "reverse"
+    slider.value = slider.max
+    assert "adjoint 24" in updates[-1][1]["text/html"]
+    assert float(shell.user_ns["x"].numpy()) == 3.0 and shell.user_ns["r"].value.numpy() == 42.0  # nothing re-ran
+
+
+def test_with_display_text_there_are_no_controls(shell, monkeypatch):
+    monkeypatch.setattr(widget, "in_kernel", lambda: True)
+    shell.run_cell("x = tf.Variable(3.0)")
+    r = shell.run_cell("%%tape x --graph --display text\nf = x * x").result
+    bundle = r._repr_mimebundle_()
+    assert set(bundle) == {"text/plain"} and "computation graph of f" in bundle["text/plain"]
+
+
+def test_a_keras_dense_layer_is_a_box_around_its_ops():
+    import keras
+
+    layer = keras.layers.Dense(3, name="dense_graph")
+    x = tf.constant([[1.0, 2.0]])
+    layer(x)
+    namespace = {"tf": tf, "layer": layer, "x": x}
+    r = tapemagic.tape("y = tf.reduce_sum(layer(x))", ["layer.kernel", "layer.bias"], namespace=namespace, graph=True)
+    assert any(g.kind == "layer" and g.name == "dense_graph" for g in r.graph.groups)
+    drawing = G.Drawing(r.graph)
+    root = _parse(drawing.svg())
+    cluster_names = [t.text for t in root.iter(f"{SVG}text") if t.get("font-style") == "italic"]
+    assert any(name.startswith("dense_graph") for name in cluster_names)
+    assert len(drawing.placement.clusters) >= 1
+    kernel = r.gradients["layer.kernel"].numpy()
+    assert escape_free_number(G.html(r.graph), kernel)
+
+
+def escape_free_number(page: str, array: np.ndarray) -> bool:
+    """The array appears in full in the table under the drawing (its copyable Python)."""
+    import html as html_lib
+
+    literals = [eval(html_lib.unescape(t), {"np": np}) for t in re.findall(r"<pre[^>]*>(.*?)</pre>", page, re.S)]  # noqa: S307
+    return any(isinstance(v, np.ndarray) and v.shape == array.shape and np.allclose(v, array) for v in literals)
+
+
+def test_branch_loop_custom_gradient_and_no_gradient_draw():
+    @tf.custom_gradient
+    def clip_gradient(v):
+        def grad(upstream):
+            return tf.clip_by_value(upstream, -0.5, 0.5)
+        return tf.identity(v), grad
+
+    x = tf.Variable(2.0)
+    cells = {
+        "branch": "y = tf.cond(x > 1.0, lambda: x * x, lambda: x + 1.0)",
+        "loop": "y = x\nfor _ in range(3):\n    y = y * x",
+        "custom": "y = clip_gradient(x) * 3.0",
+        "round": "y = tf.round(x) + x",
+    }
+    for name, code in cells.items():
+        r = tapemagic.tape(code, ["x"], namespace={"tf": tf, "x": x, "clip_gradient": clip_gradient}, graph=True,
+                           targets=["y"])
+        root = _parse(G.svg(r.graph))
+        assert len(_node_boxes(root)) == len(r.graph.nodes), name
+        target = G.target_node(r.graph)
+        assert target is not None and target.name == "y"
+        x_node = next(n for n in r.graph.nodes if n.name == "x")
+        assert np.allclose(x_node.adjoint, r.gradients["x"].numpy()), name  # the drawing's source = the tape's
+        assert max(len(line) for line in G.text(r.graph)) <= 100
+        if name == "round":
+            nograd = [g for g in root.iter(f"{SVG}g") if "tm-g-nograd" in g.get("class", "")]
+            assert nograd and "no gradient" in "".join(t.text or "" for t in nograd[0].iter(f"{SVG}tspan"))
+        if name == "loop":
+            assert r.gradients["x"].numpy() == 32.0  # 4x³ at 2
+
+
+def test_graph_benchmark_runs_quick():
+    """benchmarks/graph.py at tiny sizes: it runs and prints both layouts' figures (timings are not tested)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if not layout.dot_available():
+        pytest.skip("the benchmark compares with Graphviz's dot")
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "graph.py"
+    done = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "12-op cell (recorded by the engine)" in done.stdout and "30-op cell" in done.stdout
+    assert done.stdout.count("dot/fallback") == 6

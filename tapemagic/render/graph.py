@@ -29,6 +29,7 @@ from .style import variable
 __all__ = ["Drawing", "svg", "html", "text", "steps", "section_title", "STYLE", "FOLD_ABOVE", "PHASES"]
 
 FOLD_ABOVE = 120        # op nodes; above this, each outermost group (layer, function) is drawn as one box
+REPEAT_FROM = 4         # users: a source or constant feeding this many boxes is drawn again beside each user
 LINE_CHARS = 30         # characters of a line inside a box (the full text is in the title and the table)
 EDGE_CHARS = 18         # characters of an edge's label
 CHAR_PX, LINE_PX, PAD_X, PAD_Y = 6.7, 14.0, 8.0, 5.0
@@ -140,6 +141,8 @@ class Drawing:
         self.groups = {group.id: group for group in graph.groups}
         self.op_count = sum(node.kind == OP for node in graph.nodes)
         self.folded = self.op_count > FOLD_ABOVE and bool(graph.groups)
+        self._formatted: dict[tuple[int, int], str] = {}
+        self._titles: dict[tuple[int, str | None], str] = {}
         self._items()
         self._place(engine)
 
@@ -160,7 +163,6 @@ class Drawing:
             key = f"g{outer.id}" if outer is not None else f"n{node.id}"
             self.members.setdefault(key, []).append(node)
             self.box_of[node.id] = key
-        self.keys = list(self.members)
         known = set(self.box_of)
         self.edges: list[tuple[str, str, list[GraphEdge]]] = []
         merged: dict[tuple[str, str], list[GraphEdge]] = {}
@@ -177,6 +179,27 @@ class Drawing:
                 merged[(tail, head)].append(edge)
             else:
                 self.edges.append((tail, head, [edge]))
+        self._repeat_leaves()
+
+    def _repeat_leaves(self) -> None:
+        """A source or constant read by many ops (a weight used on every step of a loop) is drawn again, as a small
+        reference box, beside each user after the first: one long edge per use would cross the whole drawing (and
+        cost the layout most of its time), as TensorBoard's graph also draws such nodes as references."""
+        users: dict[str, list[int]] = {}
+        for i, (tail, _, _) in enumerate(self.edges):
+            users.setdefault(tail, []).append(i)
+        self.references: dict[str, GraphNode] = {}
+        for tail, indices in users.items():
+            if not tail.startswith("n") or len(indices) < REPEAT_FROM or self.members[tail][0].kind == OP:
+                continue
+            node = self.members[tail][0]
+            for i in indices[1:]:
+                _, head, edges = self.edges[i]
+                key = f"r{i}"
+                self.references[key] = node
+                self.members[key] = [node]
+                self.edges[i] = (key, head, edges)
+        self.keys = list(self.members)
 
     def _clusters(self) -> list[layout.Cluster]:
         if self.folded:
@@ -204,7 +227,7 @@ class Drawing:
         boxes = []
         for key in self.keys:
             group = self.members[key][0].group
-            cluster = f"c{group}" if (group is not None and not self.folded) else None
+            cluster = f"c{group}" if (group is not None and not self.folded and key[0] == "n") else None
             boxes.append(layout.Box(key, *sizes[key], cluster=cluster))
         self.sizes = sizes
         self.placement = layout.place(boxes, [(tail, head) for tail, head, _ in self.edges], self._clusters(), engine)
@@ -238,14 +261,27 @@ class Drawing:
                      node=node.label, target=self.graph.target)
         return _("the tape recorded no gradient for it")
 
+    def _num(self, value: Any, limit: int | None = None) -> str:
+        """A value as the table writes it (``limit`` elements before it summarises), formatted once per drawing."""
+        if value is None:
+            return "None"
+        limit = self.max_elements if limit is None else limit
+        key = (id(value), limit)
+        if key not in self._formatted:
+            self._formatted[key] = numbers.array(value, self.precision, limit)
+        return self._formatted[key]
+
     def _quantity_line(self, value: Any, shown: bool, direction: str | None) -> str:
-        text = "?" if not shown else _number(value, self.precision, self.max_elements)
+        text = "?" if not shown else self._num(value)
         if direction:
             return _short(_("tangent {value}", value=text), LINE_CHARS)
         return _short(_("adjoint {value}", value=text), LINE_CHARS)
 
     def _lines(self, key: str, value_shown: bool, quantity_shown: bool, direction: str | None) -> list[str]:
         nodes = self.members[key]
+        if key.startswith("r"):  # a source or constant drawn again beside one more user
+            node = nodes[0]
+            return [_short(f"{node.label} #{self.position[node.id]}", LINE_CHARS)]
         if key.startswith("g"):
             group = self.groups[int(key[1:])]
             last = nodes[-1]
@@ -262,7 +298,7 @@ class Drawing:
         shape = _shape_line(node)
         if shape:
             lines.append(_short(shape, LINE_CHARS))
-        value = "?" if not value_shown else ("—" if node.value is None else _number(node.value, self.precision, self.max_elements))
+        value = "?" if not value_shown else ("—" if node.value is None else self._num(node.value))
         lines.append(_short(_("value {value}", value=value), LINE_CHARS))
         if node.kind != CONSTANT or direction:
             lines.append(self._quantity_line(_quantity(node, direction), quantity_shown, direction))
@@ -270,21 +306,26 @@ class Drawing:
 
     def title(self, node: GraphNode, direction: str | None = None) -> str:
         """The hover text: everything about one node, in full (up to HOVER_ELEMENTS elements)."""
+        if (node.id, direction) not in self._titles:
+            self._titles[(node.id, direction)] = self._title(node, direction)
+        return self._titles[(node.id, direction)]
+
+    def _title(self, node: GraphNode, direction: str | None) -> str:
         parts = [f"#{self.position[node.id]} {node.label}" + (f" ({node.op})" if node.op != node.label else "")]
         roles = self.roles(node)
         if roles:
             parts.append(", ".join(roles))
         parts.append(f"{numbers.shape(node.shape)} {node.dtype}".strip())
-        value = "—" if node.value is None else numbers.array(node.value, self.precision, HOVER_ELEMENTS)
+        value = "—" if node.value is None else self._num(node.value, HOVER_ELEMENTS)
         parts.append(_("value = {value}", value=value))
         label = _derivative(self.graph.target, node.label)
         if direction:
             tangent = _quantity(node, direction)
             parts.append(_("tangent ∂{node}/∂{source} = {value}", node=node.label, source=direction,
-                           value="None" if tangent is None else numbers.array(tangent, self.precision, HOVER_ELEMENTS)))
+                           value=self._num(tangent, HOVER_ELEMENTS)))
         adjoint = node.adjoint
         parts.append(_("adjoint {label} = {value}", label=label,
-                       value="None" if adjoint is None else numbers.array(adjoint, self.precision, HOVER_ELEMENTS)))
+                       value=self._num(adjoint, HOVER_ELEMENTS)))
         if adjoint is None and node.kind != CONSTANT:
             parts.append(self.why_none(node, None))
         if node.no_gradient and node.no_gradient != node.adjoint_reason:
@@ -348,6 +389,8 @@ class Drawing:
                 f'<text x="{x0 + 6:.1f}" y="{y0 + 12:.1f}" font-style="italic">{escape(_group_title(group))}</text></g>')
 
     def _node_svg(self, key: str, values: set[int], quantities: set[int], now: int | None, direction: str | None) -> str:
+        if key.startswith("r"):
+            return self._reference_svg(key, values)
         nodes = self.members[key]
         node = nodes[-1] if key.startswith("g") else nodes[0]
         value_shown = any(n.id in values for n in nodes)
@@ -383,6 +426,21 @@ class Drawing:
                 f'<rect class="tm-g-box" x="{left:.1f}" y="{top:.1f}" width="{width:.1f}" height="{height:.1f}" rx="4" '
                 f'fill="none" stroke="currentColor"{stroke}/><text>{text}</text></g>')
 
+    def _reference_svg(self, key: str, values: set[int]) -> str:
+        node = self.references[key]
+        (x, y), (width, height) = self.placement.centres[key], self.sizes[key]
+        classes = ["tm-g-ref", {SOURCE: "tm-g-source", CONSTANT: "tm-g-const"}.get(node.kind, "tm-g-op")]
+        if node.id not in values:
+            classes.append("tm-g-dim")
+        uses = len(self.graph.users(node.id))
+        title = _("{node} (node #{n}) again: it feeds {count} ops, so it is drawn beside each of them rather than "
+                  "joined to each by one long edge", node=node.label, n=self.position[node.id], count=uses)
+        line = self._lines(key, True, True, None)[0]
+        return (f'<g class="{" ".join(classes)}" data-ref="{escape(key)}"><title>{escape(title)}</title>'
+                f'<rect class="tm-g-box" x="{x - width / 2:.1f}" y="{y - height / 2:.1f}" width="{width:.1f}" '
+                f'height="{height:.1f}" rx="9" fill="none" stroke="currentColor" stroke-dasharray="3 2"/>'
+                f'<text x="{x:.1f}" y="{y + 4:.1f}" text-anchor="middle" font-style="italic">{escape(line)}</text></g>')
+
     def _edge_label(self, edges: list[GraphEdge], direction: str | None) -> tuple[str, str]:
         """(the label on an edge, its hover text)."""
         if len(edges) != 1:
@@ -391,7 +449,7 @@ class Drawing:
         tail, head = self.graph.node(edge.source), self.graph.node(edge.target)
         p = self.precision
         local = _scalar(edge.local)
-        local_text = "None" if edge.local is None else _number(edge.local, p, self.max_elements)
+        local_text = self._num(edge.local)
         if direction:
             tangent = _scalar(tail.tangents.get(direction))
             flow = None if (local is None or tangent is None) else local * tangent
@@ -407,12 +465,12 @@ class Drawing:
             if single is not None:
                 label += " = " + numbers.scalar(single, p)
         elif contribution is not None:
-            label = _short(_number(contribution, p, self.max_elements), EDGE_CHARS)
+            label = _short(self._num(contribution), EDGE_CHARS)
         else:
             label = ""
         hover = _("{tail} → {head}: local derivative ∂{head}/∂{tail} = {local}; adds {contribution} to the adjoint "
                   "of {tail}", tail=tail.label, head=head.label, local=local_text,
-                  contribution="None" if contribution is None else numbers.array(contribution, p, HOVER_ELEMENTS))
+                  contribution=self._num(contribution, HOVER_ELEMENTS))
         return label, hover
 
     def _edge_svg(self, tail: str, head: str, edges: list[GraphEdge], route: layout.Route, phase: str | None,
@@ -504,9 +562,11 @@ def steps(graph: TapeGraph, phase: str | None) -> int:
 
 
 def html(graph: TapeGraph, precision: int = 4, max_elements: int = 12, phase: str | None = None,
-         step: int | None = None, direction: str | None = None, drawing: Drawing | None = None) -> str:
-    """The graph section's body: a legend, the SVG (scrolls when wide), notes, and every node in a table."""
-    drawing = drawing or Drawing(graph, precision, max_elements)
+         step: int | None = None, direction: str | None = None, drawing: Drawing | None = None,
+         engine: str = "auto") -> str:
+    """The graph section's body: a legend, the SVG (scrolls when wide), notes, and every node in a table.
+    ``drawing``: one already laid out (the step controls keep theirs); else one is made with ``engine``."""
+    drawing = drawing or Drawing(graph, precision, max_elements, engine)
     picture = drawing.svg(phase, step, direction)
     parts = [STYLE, f'<div class="tm-note">{escape(_legend(drawing, phase, step, direction))}</div>',
              f'<div class="tm-graph-view" style="overflow:auto;max-width:100%">{picture}</div>']
@@ -574,7 +634,7 @@ def _table(drawing: Drawing) -> str:
             if value is None:
                 out += '<td class="tm-none">None</td>'
             else:
-                out += f"<td>{escape(_number(value, p, m))}{html_view.copyable(value, what)}</td>"
+                out += f"<td>{escape(drawing._num(value))}{html_view.copyable(value, what)}</td>"
         remarks = drawing.roles(node)
         if node.adjoint is None and node.kind != CONSTANT:
             remarks.append(drawing.why_none(node, None))
