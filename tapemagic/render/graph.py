@@ -53,7 +53,8 @@ STYLE = "<style>" + "".join([
     ".tapemagic svg.tm-graph .tm-g-apart{opacity:.5}",
     ".tapemagic svg.tm-graph .tm-g-apart .tm-g-box{stroke-dasharray:2 3}",
     ".tapemagic svg.tm-graph .tm-g-dim{opacity:.28}",
-    f".tapemagic svg.tm-graph .tm-g-now .tm-g-box{{fill:{_v('--jp-brand-color3', '#bbdefb')}}}",
+    # the step's node: the brand colour at a quarter over the page, light blue on white, dark blue on a dark theme
+    f".tapemagic svg.tm-graph .tm-g-now .tm-g-box{{fill:{_v('--jp-brand-color1', '#1976d2')};fill-opacity:.25}}",
     f".tapemagic svg.tm-graph .tm-g-edge{{stroke:{_INK2};fill:none}}",
     f".tapemagic svg.tm-graph .tm-g-arrow{{fill:{_INK2};stroke:none}}",
     f".tapemagic svg.tm-graph .tm-g-edge.tm-g-now{{stroke:{_v('--jp-brand-color1', '#1976d2')};stroke-width:2.5}}",
@@ -246,6 +247,8 @@ class Drawing:
             words.append(_("no gradient"))
         if node.id not in self.reach:
             words.append(_("does not reach {target}", target=self.graph.target))
+        if node.outputs > 1:
+            words.append(_("{count} outputs, the first shown", count=node.outputs))
         return words
 
     def why_none(self, node: GraphNode, direction: str | None) -> str:
@@ -592,8 +595,8 @@ def _legend(drawing: Drawing, phase: str | None, step: int | None, direction: st
     if direction:
         return _("forward mode for {source}: each node's value and its tangent ∂node/∂{source}; each edge: local "
                  "derivative × the tangent it carries", source=direction)
-    return _("data flows down; each node: value and adjoint ∂{target}/∂node; each edge: local derivative = what it "
-             "adds to its input's adjoint", target=graph.target)
+    return _("data flows down; each node: its value and its adjoint ∂{target}/∂node; each edge: × its local "
+             "derivative = what it adds to its input's adjoint", target=graph.target)
 
 
 def notes(drawing: Drawing) -> list[str]:
