@@ -583,3 +583,12 @@ def test_graph_benchmark_runs_quick():
     assert done.returncode == 0, done.stdout + done.stderr
     assert "12-op cell (recorded by the engine)" in done.stdout and "30-op cell" in done.stdout
     assert done.stdout.count("dot/fallback") == 6
+
+
+def test_the_environment_can_pin_the_layout(monkeypatch):
+    monkeypatch.setenv(layout.ENVIRONMENT, "fallback")
+    assert G.Drawing(e17()).placement.engine == "fallback"
+    assert G.Drawing(e17(), engine="dot").placement.engine == ("dot" if layout.dot_available() else "fallback")
+    monkeypatch.setenv(layout.ENVIRONMENT, "neato")
+    with pytest.raises(ValueError, match="TAPEMAGIC_GRAPH_LAYOUT must be one of auto, dot, fallback, not 'neato'"):
+        G.Drawing(e17())

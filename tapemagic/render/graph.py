@@ -508,7 +508,7 @@ class Drawing:
 
 
 def _group_title(group: GraphGroup) -> str:
-    kinds = {"layer": _("layer"), "function": _("tf.function"), "custom_gradient": _("custom gradient")}
+    kinds = {"layer": _("layer"), "function": "tf.function", "custom_gradient": _("custom gradient")}
     return f"{group.name} ({kinds.get(group.kind, group.kind)})"
 
 

@@ -12,12 +12,18 @@ Two engines give the same kind of answer (:class:`Placement`):
 Top-down rather than left-to-right: a notebook's output is narrow and scrolls vertically, and a box holding a
 value and an adjoint is wider than it is tall, so a deep chain of ops grows the way the page scrolls.
 
+Which engine: ``dot`` where it is on PATH (it crosses fewer edges, draws smooth curves and keeps each group's
+members, and only them, inside its box), else the fallback. ``TAPEMAGIC_GRAPH_LAYOUT=fallback`` (or ``dot``) in
+the environment pins one: the fallback's output depends on nothing but this code, so a notebook's saved drawing is
+the same on every machine, where dot's may move with Graphviz's version.
+
 Units are SVG pixels (dot's points, 72 to the inch, are taken as pixels). ``y`` grows downwards.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 from collections import defaultdict
@@ -32,6 +38,7 @@ CLUSTER_PAD = 8.0       # around a group's members
 CLUSTER_LABEL = 16.0    # the height of a group's name above its members
 DOT_TIMEOUT_S = 20.0    # after this, the fallback lays the graph out
 ENGINES = ("auto", "dot", "fallback")
+ENVIRONMENT = "TAPEMAGIC_GRAPH_LAYOUT"  # pins the engine "auto" stands for
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +92,11 @@ def place(boxes: Sequence[Box], edges: Sequence[tuple[str, str]], clusters: Sequ
     else the fallback), "dot" (the fallback only if dot is absent or fails) or "fallback"."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "auto":
+        engine = os.environ.get(ENVIRONMENT, "").strip().lower() or "auto"
+        if engine not in ENGINES:
+            raise ValueError(f"the environment variable {ENVIRONMENT} must be one of {', '.join(ENGINES)}, not "
+                             f"{os.environ[ENVIRONMENT]!r}: set it to fallback (pure Python) or dot, or unset it")
     if engine != "fallback" and boxes:
         executable = shutil.which("dot")
         if executable is not None:
