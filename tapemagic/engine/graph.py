@@ -41,6 +41,8 @@ MAX_OPS = 2000  # ops drawn at most; beyond it the graph says how many were left
 _BOOKKEEPING = frozenset({"VarIsInitializedOp", "DisableCopyOnRead", "DestroyResourceOp", "NoOp", "VarHandleOp",
                           "VariableShape"})
 _READ = "ReadVariableOp"
+# Ops that read only a tensor's shape: no gradient flows through them, and none is expected to.
+_STRUCTURAL = frozenset({"Shape", "ShapeN", "Size", "Rank", "BroadcastArgs", "BroadcastGradientArgs"})
 _FORWARDPROP = os.path.join("eager", "forwardprop.py")  # where TensorFlow computes forward-mode tangents
 _FUNCTION_NAME = re.compile(r"^__(?:inference|forward|backward)_(.+?)_\d+$")
 
@@ -109,8 +111,12 @@ class OpRecorder:
     The frame that enters it bounds the frame walk: scopes are looked for only in what that
     frame calls. At most ``cap`` ops that become nodes are kept; ``left_out`` counts the rest."""
 
-    def __init__(self, cap: int = MAX_OPS) -> None:
+    def __init__(self, cap: int = MAX_OPS, unwatched: Sequence[Any] = ()) -> None:
         self.cap = cap
+        # A tape of its own for the variables the cell's tapes do not watch (trainable=False, or all of them
+        # under --no-auto-watch): it tells which of them an op read inside TensorFlow (see _implicit_reads).
+        self.unwatched = list(unwatched)
+        self.own_tape: tf.GradientTape | None = None
         self.ops: list[_Op] = []
         self.left_out = 0
         self._counted = 0
@@ -123,6 +129,11 @@ class OpRecorder:
         from tensorflow.python.framework import op_callbacks
 
         self._stop = sys._getframe(1)
+        if self.unwatched:
+            self.own_tape = tf.GradientTape(persistent=True, watch_accessed_variables=False)
+            self.own_tape.__enter__()
+            for variable in self.unwatched:
+                self.own_tape.watch(variable)
         op_callbacks.add_op_callback(self._callback)
         self._active = True
         return self
@@ -133,6 +144,8 @@ class OpRecorder:
         if self._active:
             op_callbacks.remove_op_callback(self._callback)
             self._active = False
+            if self.own_tape is not None:
+                self.own_tape.__exit__(None, None, None)
         self._stop = None
         self._frames.clear()
 
@@ -208,9 +221,14 @@ class _Nothing:
         return None
 
 
-def recording(on: bool) -> Any:
-    """An :class:`OpRecorder` when ``on``, else a context that records nothing."""
-    return OpRecorder(MAX_OPS) if on else _Nothing()
+def recording(on: bool, namespace: dict[str, Any] | None = None, auto_watch: bool = True) -> Any:
+    """An :class:`OpRecorder` when ``on``, else a context that records nothing. ``namespace``: where
+    the variables the cell may read are (their names and, for those the tapes do not watch, which
+    tensor read which variable)."""
+    if not on:
+        return _Nothing()
+    variables = {id(v): v for v in _variables_in(namespace, ()) if is_float(v.dtype)}
+    return OpRecorder(MAX_OPS, [v for v in variables.values() if not (auto_watch and v.trainable)])
 
 
 # -- building ----------------------------------------------------------------------------------------
@@ -231,13 +249,14 @@ class _Built:
     adjoints: list[Any] = dataclasses.field(default_factory=list)                   # per output
     reason: str | None = None
     no_gradient: str | None = None
+    failure: str | None = None   # why the tape could not give its adjoint
     inner: bool = False          # computed inside a custom gradient's function
     custom_outputs: bool = False  # an output of a custom gradient (the tape's custom op)
 
 
 def _numpy(value: Any) -> Any:
-    if value is None:
-        return None
+    if value is None or isinstance(value, np.ndarray):
+        return value
     if isinstance(value, tf.IndexedSlices):
         value = tf.convert_to_tensor(value)
     if isinstance(value, tf.Variable):
@@ -248,6 +267,12 @@ def _numpy(value: Any) -> Any:
         return np.asarray(value.numpy())
     except Exception:  # noqa: BLE001 - a value that cannot be shown is shown as none
         return None
+
+
+def _times(gradient: Any, adjoint: np.ndarray) -> np.ndarray:
+    """A vector-Jacobian product at 1 times a scalar adjoint, in the gradient's dtype."""
+    value = np.asarray(_numpy(gradient))
+    return np.asarray(value * adjoint.astype(value.dtype), dtype=value.dtype)
 
 
 def _floating(tensor: Any) -> bool:
@@ -279,7 +304,8 @@ def _variables_in(namespace: dict[str, Any] | None, extra: Iterable[Any]) -> lis
 class _Builder:
     def __init__(self, recorder: OpRecorder, target_name: str, target: Any, tape: tf.GradientTape,
                  sources: Sequence[Source], namespace: dict[str, Any] | None, naming: Callable[..., str],
-                 watched: Sequence[Any], reasons: dict[str, str], cell: Any) -> None:
+                 watched: Sequence[Any], reasons: dict[str, str], cell: Any,
+                 gradients: dict[str, Any] | None = None) -> None:
         self.recorder = recorder
         self.target_name = target_name
         self.target = target
@@ -289,6 +315,7 @@ class _Builder:
         self.naming = naming
         self.watched = list(watched)
         self.reasons = reasons
+        self.gradients = gradients or {}
         self.cell = cell
         self.notes: list[str] = []
         self.nodes: list[_Built] = []
@@ -406,20 +433,21 @@ class _Builder:
                         and id(tensor) not in unknown):
                     unknown[id(tensor)] = tensor
         found: dict[int, Any] = {}
-        if not candidates or not unknown:
-            return found
+        tapes = [(self.tape, candidates), (self.recorder.own_tape, list(self.recorder.unwatched))]
         for key, tensor in unknown.items():
-            candidates_here = [v for v in candidates if tuple(v.shape) == tuple(tensor.shape) and v.dtype == tensor.dtype]
-            if not candidates_here:
-                continue
-            try:
-                grads = self.tape.gradient(tensor, candidates_here)
-            except Exception:  # noqa: BLE001 - not on the tape at all
-                continue
-            hits = [v for v, g in zip(candidates_here, grads) if g is not None]
-            if len(hits) == 1:
-                found[key] = hits[0]
-                self._add_variable(hits[0])
+            for tape, among in tapes:
+                among = [v for v in among if tuple(v.shape) == tuple(tensor.shape) and v.dtype == tensor.dtype]
+                if tape is None or not among:
+                    continue
+                try:
+                    grads = tape.gradient(tensor, among)
+                except Exception:  # noqa: BLE001 - not on the tape at all
+                    continue
+                hits = [v for v, g in zip(among, grads) if g is not None]
+                if len(hits) == 1:
+                    found[key] = hits[0]
+                    self._add_variable(hits[0])
+                    break
         return found
 
     @staticmethod
@@ -489,13 +517,23 @@ class _Builder:
             return
         try:
             grads = self.tape.gradient(self.target, [w[2] for w in wanted])
-        except LookupError:
+        except (LookupError, tf.errors.OpError):
+            # An op with no gradient on the way, or one TensorFlow differentiates only once (a tf.py_function,
+            # whose one gradient the result's own derivatives took): one pass per node, to keep the others.
+            from .why import failed_again, no_gradient
+
             grads = []
-            for _position, _output, tensor in wanted:  # an op with no gradient on the way: one pass each
+            for position, _output, tensor in wanted:
                 try:
                     grads.append(self.tape.gradient(self.target, tensor))
-                except LookupError:
+                except LookupError as error:
                     grads.append(None)
+                    self.nodes[position].failure = no_gradient(error)
+                except tf.errors.OpError as error:
+                    source = self.nodes[position].source
+                    # A source's adjoint is its gradient, which the result already holds from the first pass.
+                    grads.append(self.gradients.get(source.name) if source is not None else None)
+                    self.nodes[position].failure = failed_again(error)
         for (position, output, _tensor), grad in zip(wanted, grads):
             self.nodes[position].adjoints[output] = grad
 
@@ -550,6 +588,8 @@ class _Builder:
         from tensorflow.python.eager import backprop
         from tensorflow.python.framework import ops
 
+        if not record.outputs or record.type in _STRUCTURAL:
+            return [None] * count, [None] * count  # an assignment, or a shape: nothing flows back, nothing to mark
         try:
             function = ops._gradient_registry.lookup(record.type)
         except LookupError as error:
@@ -572,14 +612,20 @@ class _Builder:
                 [None] * max(0, count - len(found))
 
         try:
-            contributions = call(out_grads) if out_grads is not None else [None] * count
+            floats = [i for i, t in enumerate(record.inputs) if _floating(t)]
             locals_ = [None] * count
-            if scalar_out and any(scalar_in):
+            if scalar_out:
+                # One call at 1: the local derivatives, and (a vector-Jacobian product being linear in the
+                # output's adjoint) every contribution as that times the adjoint.
                 ones = call([tf.ones_like(record.outputs[0])])
                 locals_ = [g if scalar_in[i] else None for i, g in enumerate(ones)]
-            floats = [i for i, t in enumerate(record.inputs) if _floating(t)]
-            probe = contributions if out_grads is not None else (
-                call([tf.ones_like(t) if _floating(t) else None for t in record.outputs]) if floats else [])
+                adjoint = _numpy(out_grads[0]) if out_grads is not None else None
+                contributions = [None if g is None or adjoint is None else _times(g, adjoint) for g in ones]
+                probe = ones
+            else:
+                contributions = call(out_grads) if out_grads is not None else [None] * count
+                probe = contributions if out_grads is not None else (
+                    call([tf.ones_like(t) if _floating(t) else None for t in record.outputs]) if floats else [])
             if floats and all(probe[i] is None for i in floats):
                 node.no_gradient = _none_gradient(record.type)
             return contributions, locals_
@@ -642,8 +688,12 @@ class _Builder:
                         if through is not None:
                             total = total - tf.convert_to_tensor(through)
                     result[i] = total
-                except Exception:  # noqa: BLE001 - the tape could not take it: no contribution shown
+                except Exception as error:  # noqa: BLE001 - the tape could not take it: no contribution shown
                     failed.add(i)
+                    first = (str(error).strip().splitlines() or [""])[0][:160]
+                    self.notes.append(_("{op}: TensorFlow could not differentiate it again for the graph ({error}), so "
+                                        "its edges show no contribution (a tf.py_function, for one, is differentiated "
+                                        "only once)", op=node.op, error=f"{type(error).__name__}: {first}"))
         return result
 
     def _flows_into(self, tensor: Any, source: int, other: int, node: _Built) -> bool:
@@ -725,6 +775,8 @@ class _Builder:
                                 "with respect to it", target=self.target_name)
             elif not is_float(tf.as_dtype(value.dtype)):
                 node.reason = _("dtype {dtype}: only floating-point tensors have gradients", dtype=value.dtype.name)
+            elif node.failure:
+                node.reason = node.failure
             elif node.source is not None and node.source.name in self.reasons:
                 node.reason = self.reasons[node.source.name]
             elif node.inner:
@@ -871,10 +923,11 @@ def _tangents(builder: _Builder, body: Any, everything: list[Source], notes: lis
 # -- entry point -------------------------------------------------------------------------------------
 def build(recorder: OpRecorder, *, target_name: str, target: Any, tape: tf.GradientTape, sources: Sequence[Source],
           namespace: dict[str, Any] | None, naming: Callable[..., str], watched: Sequence[Any],
-          reasons: dict[str, str], body: Any, forward: bool, effects: Sequence[str], targets: Sequence[str]
-          ) -> tuple[TapeGraph, list[str], dict[str, int]]:
-    """The graph of the run just recorded, for ``target_name``. Returns the graph, notes for the
-    result (what ran again), and pass counts."""
+          reasons: dict[str, str], body: Any, forward: bool, effects: Sequence[str], targets: Sequence[str],
+          gradients: dict[str, Any] | None = None) -> tuple[TapeGraph, list[str], dict[str, int]]:
+    """The graph of the run just recorded, for ``target_name``. ``reasons`` and ``gradients``: the
+    result's for that target (a source's None gradient is explained in the same words). Returns the
+    graph, notes for the result (what ran again), and pass counts."""
     notes: list[str] = []
     result_notes: list[str] = []
     passes: dict[str, int] = {}
@@ -882,7 +935,7 @@ def build(recorder: OpRecorder, *, target_name: str, target: Any, tape: tf.Gradi
         notes.append(_("the graph is drawn for the first target, {target}; the other targets ({others}) are in the "
                        "table", target=target_name, others=", ".join(targets[1:])))
     builder = _Builder(recorder, target_name, target, tape, sources, namespace, naming, watched, reasons,
-                       getattr(body, "cell", None))
+                       getattr(body, "cell", None), gradients)
     builder.build_nodes()
     builder.name_nodes()
     builder.adjoints()
