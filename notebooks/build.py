@@ -296,4 +296,7 @@ def main(names: list[str]) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # --graph drawings laid out by tapemagic's own layout, not Graphviz's (whose positions move with its
+    # version): the same on every machine, so nbval compares them (notebooks/conftest.py pins it there too)
+    os.environ.setdefault("TAPEMAGIC_GRAPH_LAYOUT", "fallback")
     main(sys.argv[1:])

@@ -45,6 +45,13 @@ def test_there_are_notebooks_to_check():
     assert len(NOTEBOOKS) >= 5
 
 
+def test_every_notebook_has_its_chinese_twin():
+    """notebooks/zh/ holds each English notebook in Chinese, under the same file name."""
+    english = {path.name for path in (ROOT / "notebooks").glob("*.ipynb")}
+    chinese = {path.name for path in (ROOT / "notebooks" / "zh").glob("*.ipynb")}
+    assert english and chinese == english, f"missing in notebooks/zh: {sorted(english - chinese)}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_control_characters_in_any_output(path):
     for index, output in _outputs(path):
@@ -99,9 +106,15 @@ def test_the_package_metadata_is_complete():
 def test_readme_links_and_images_work_on_pypi():
     """PyPI shows the README without the repository around it: a relative image or link breaks there."""
     for name in ("README.md", "README.zh-CN.md"):
-        path = ROOT / name
-        if not path.exists():
-            continue
-        text = path.read_text(encoding="utf-8")
+        text = (ROOT / name).read_text(encoding="utf-8")
         for target in re.findall(r"\]\(([^)\s]+)\)", text):
             assert target.startswith(("https://", "http://", "#", "mailto:")), f"{name}: relative link {target}"
+
+
+def test_the_readmes_link_to_each_other():
+    """README.md opens with a link to the Chinese README, which links back and opens the Chinese quickstart on Binder."""
+    english = (ROOT / "README.md").read_text(encoding="utf-8")
+    chinese = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
+    assert "(https://github.com/tapemagic/tapemagic/blob/main/README.zh-CN.md)" in english.split("\n## ")[0]
+    assert "(https://github.com/tapemagic/tapemagic/blob/main/README.md)" in chinese.split("\n## ")[0]
+    assert "urlpath=lab/tree/notebooks/zh/quickstart.ipynb" in chinese
