@@ -471,3 +471,15 @@ def test_a_keras_model_from_the_guides_matches_the_result_everywhere(shell):
     nested = [group.name for group in graph.groups if group.parent is not None]
     assert nested == [model.layers[0].name, model.layers[2].name]  # Dropout at inference runs no op
     contributions_add_up(graph)
+
+
+def test_a_graph_that_cannot_be_drawn_never_costs_the_result(shell, monkeypatch):
+    def broken(self):
+        raise RuntimeError("drawing failed here")
+
+    monkeypatch.setattr(graph_engine._Builder, "edges", broken)
+    shell.run_cell("x = tf.Variable(3.0)")
+    run(shell, "x --graph -o r_graph --display none", "f = x * x")
+    result = shell.user_ns.pop("r_graph")
+    assert result.graph is None and float(result.gradients["x"]) == 6.0
+    assert any("--graph could not draw this cell (RuntimeError: drawing failed here)" in note for note in result.notes)

@@ -16,6 +16,21 @@ frame walk). :func:`build` then turns the record into a :class:`~tapemagic._grap
 - with ``--forward``, one ForwardAccumulator replay per source, recorded the same way, gives each
   node's tangent (the dual numbers of forward mode).
 
+How it meets the rest of the engine (decisions, see also the tests in tests/test_graph_engine.py):
+
+- ``--graph`` never traces: the graph is read from the ops of the real run and the adjoints from its
+  tapes, so a cell that would be traced runs on eager tapes (a note says so).
+- With several targets the graph is drawn for the first (a note names the others); with ``-n 2``,
+  ``--hessian``, ``--jacobian``, ``--hvp`` or ``--check`` the graph shows the first-order adjoints and
+  the rest of the result is unchanged. ``--graph --explore`` is refused (TapeSpec): the graph is of the
+  one real run, while --explore re-runs the cell at each slider position.
+- ``--graph --forward`` replays the cell once per source, under the same rules as ``--forward``: refused
+  before anything runs when the code shows an effect, skipped with a note when only the run shows one.
+- A variable passed straight to an op is read inside TensorFlow's C++ fast path, which calls no op
+  callback: the tape that recorded the read says which variable it was (for variables the cell's tapes
+  do not watch, a tape of the recorder's own, watching only those, is asked instead).
+- At most :data:`MAX_OPS` ops become nodes; the rest are counted in ``left_out`` and a note says so.
+
 Nothing here knows IPython or the renderers; every word a user reads is written as ``_()``.
 """
 from __future__ import annotations
@@ -155,15 +170,14 @@ class OpRecorder:
             return None  # an op added to a graph being traced: it runs later, as one function call
         name = op_type.decode() if isinstance(op_type, bytes) else str(op_type)
         counts = name not in _BOOKKEEPING and name != _READ
-        if self._counted >= self.cap:
-            if counts:
-                self.left_out += 1
-            return None
         from tensorflow.python import pywrap_tfe
 
         scopes, wrapper = self._walk()
         if scopes is None:
             return None  # forward mode computing a tangent (a ForwardAccumulator replay): not the cell's op
+        if self._counted >= self.cap:
+            self.left_out += counts
+            return None
         if counts:
             self._counted += 1
         self.ops.append(_Op(name, tuple(inputs or ()), tuple(outputs or ()), tuple(attrs or ()), scopes,
@@ -374,9 +388,6 @@ class _Builder:
                 self._leaf(source.value)
         step = 0
         for record in records:
-            for scope in record.scopes:
-                if scope.kind == "layer" and scope.owner is not None:
-                    self._layer_variables(scope.owner)
             if record.type in _BOOKKEEPING:
                 continue
             if record.type == _READ and record.inputs:
@@ -423,11 +434,15 @@ class _Builder:
         candidates = [v for v in {id(v): v for v in [s.value for s in self.sources if s.is_variable and s.differentiable]
                                   + self.watched}.values() if is_float(v.dtype)]
         unknown: dict[int, Any] = {}
+        layers = {scope.key: scope.owner for record in records for scope in record.scopes
+                  if scope.kind == "layer" and scope.owner is not None}
+        for layer in {id(owner): owner for owner in layers.values()}.values():
+            # The variables of the layers that ran (also those made in the cell) get their handles and names.
+            for variable in self._owned(layer):
+                self._add_variable(variable)
+                if is_float(variable.dtype) and variable.trainable and all(variable is not c for c in candidates):
+                    candidates.append(variable)
         for record in records:
-            for layer in (scope.owner for scope in record.scopes if scope.kind == "layer" and scope.owner is not None):
-                for variable in self._owned(layer):
-                    if is_float(variable.dtype) and all(variable is not c for c in candidates) and variable.trainable:
-                        candidates.append(variable)
             for tensor in record.inputs:
                 if (id(tensor) not in produced and id(tensor) not in sources and _floating(tensor)
                         and id(tensor) not in unknown):
@@ -456,11 +471,6 @@ class _Builder:
             return [v for v in (as_variable(w) for w in layer.variables) if v is not None]
         except Exception:  # noqa: BLE001
             return []
-
-    def _layer_variables(self, layer: Any) -> None:
-        for variable in self._owned(layer):
-            if id(variable.handle) not in self._handles:
-                self._add_variable(variable)
 
     def _group(self, scopes: tuple[_Scope, ...]) -> int | None:
         parent = None
@@ -780,7 +790,7 @@ class _Builder:
             elif node.source is not None and node.source.name in self.reasons:
                 node.reason = self.reasons[node.source.name]
             elif node.inner:
-                group = self.groups[node.group].name if node.group is not None else "?"
+                group = self._custom_group(node)
                 node.reason = _("computed inside the tf.custom_gradient function {name}: the tape differentiates that "
                                 "call with its custom gradient, not through these ops", name=group)
             elif node.record is not None and node.record.paused:
@@ -789,9 +799,12 @@ class _Builder:
             elif node.kind == CONSTANT and node.variable is None:
                 node.reason = _("a constant: the tape did not watch it, so it has no gradient (name it as a source, "
                                 "or call tapemagic.watch on it, to see one)")
-            elif node.kind == CONSTANT and all(node.variable is not v for v in self.watched):
+            elif node.kind == CONSTANT and all(node.variable is not v for v in self.watched) and node.name:
                 node.reason = _("{name} was not watched (a variable with trainable=False, or --no-auto-watch), so the "
-                                "tape has no gradient for it", name=node.name or "this variable")
+                                "tape has no gradient for it", name=node.name)
+            elif node.kind == CONSTANT and all(node.variable is not v for v in self.watched):
+                node.reason = _("this variable was not watched (trainable=False, or --no-auto-watch), so the tape has "
+                                "no gradient for it")
             elif position in downstream:
                 blockers = sorted({self.nodes[p].op for p in downstream[position]})
                 node.reason = _("its paths to the target {target} pass through operations without a gradient ({ops}), "
@@ -802,6 +815,13 @@ class _Builder:
             else:
                 node.reason = _("does not reach the target {target}: no recorded path leads from it to the target",
                                 target=self.target_name)
+
+    def _custom_group(self, node: _Built) -> str:
+        """The name of the innermost custom gradient a node was computed in."""
+        group = node.group
+        while group is not None and self.groups[group].kind != "custom_gradient":
+            group = self.groups[group].parent
+        return self.groups[group].name if group is not None else "custom_gradient"
 
     def _downstream_of_target(self) -> dict[int, set[int]]:
         """Nodes that do reach the target, but only through nodes marked without a gradient: the blockers."""
@@ -924,10 +944,26 @@ def _tangents(builder: _Builder, body: Any, everything: list[Source], notes: lis
 def build(recorder: OpRecorder, *, target_name: str, target: Any, tape: tf.GradientTape, sources: Sequence[Source],
           namespace: dict[str, Any] | None, naming: Callable[..., str], watched: Sequence[Any],
           reasons: dict[str, str], body: Any, forward: bool, effects: Sequence[str], targets: Sequence[str],
-          gradients: dict[str, Any] | None = None) -> tuple[TapeGraph, list[str], dict[str, int]]:
+          gradients: dict[str, Any] | None = None) -> tuple[TapeGraph | None, list[str], dict[str, int]]:
     """The graph of the run just recorded, for ``target_name``. ``reasons`` and ``gradients``: the
     result's for that target (a source's None gradient is explained in the same words). Returns the
-    graph, notes for the result (what ran again), and pass counts."""
+    graph, notes for the result (what ran again), and pass counts. Should drawing fail (an op
+    TensorFlow cannot differentiate again in a way not foreseen here), the result keeps every
+    derivative, has no graph, and a note says why: the graph never costs the user the result."""
+    try:
+        return _build(recorder, target_name=target_name, target=target, tape=tape, sources=sources,
+                      namespace=namespace, naming=naming, watched=watched, reasons=reasons, body=body,
+                      forward=forward, effects=effects, targets=targets, gradients=gradients)
+    except Exception as error:  # noqa: BLE001 - see above (a replay that left a trace is handled inside)
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        return None, [_("--graph could not draw this cell ({error}); the derivatives above are complete",
+                        error=f"{type(error).__name__}: {first}")], {}
+
+
+def _build(recorder: OpRecorder, *, target_name: str, target: Any, tape: tf.GradientTape, sources: Sequence[Source],
+           namespace: dict[str, Any] | None, naming: Callable[..., str], watched: Sequence[Any],
+           reasons: dict[str, str], body: Any, forward: bool, effects: Sequence[str], targets: Sequence[str],
+           gradients: dict[str, Any] | None) -> tuple[TapeGraph, list[str], dict[str, int]]:
     notes: list[str] = []
     result_notes: list[str] = []
     passes: dict[str, int] = {}
