@@ -452,6 +452,9 @@ def test_a_py_function_differentiated_once_says_so(shell):
     result, graph = graph_of(shell, "x", "y = tf.py_function(lambda a: a * a, [x], tf.float32)\nf = y + x")
     assert float(graph.named("x").adjoint) == float(result.gradients["x"]) == 5.0  # the result's own gradient
     assert graph.named("y").adjoint is None and "twice" in graph.named("y").adjoint_reason
+    inside = next(node for node in graph.nodes if node.op == "Mul")  # a * a, run by the py_function's Python
+    assert graph.groups[inside.group].kind == "function" and graph.groups[inside.group].name == "<lambda>"
+    assert "py_function" in inside.adjoint_reason
 
 
 def test_a_keras_model_from_the_guides_matches_the_result_everywhere(shell):

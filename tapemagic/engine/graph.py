@@ -116,6 +116,12 @@ def _scope_codes() -> dict[Any, str]:
             codes[custom_gradient._eager_mode_decorator.__code__] = "custom_gradient"
         except Exception:  # noqa: BLE001
             pass
+        try:
+            from tensorflow.python.ops import script_ops
+
+            codes[script_ops.EagerFunc.__call__.__code__] = "py_function"  # a tf.py_function's Python body
+        except Exception:  # noqa: BLE001
+            pass
         _CODES = codes
     return _CODES
 
@@ -215,6 +221,9 @@ class OpRecorder:
             function = local.get("self")
             python = getattr(function, "_python_function", None)
             name = str(getattr(python, "__name__", None) or getattr(function, "_name", "function"))
+        elif kind == "py_function":
+            python = getattr(local.get("self"), "_func", None)
+            name = str(getattr(python, "__name__", "py_function"))
         else:
             wrapped = local.get("f")
             name = str(getattr(wrapped, "__name__", "custom_gradient"))
@@ -265,6 +274,7 @@ class _Built:
     no_gradient: str | None = None
     failure: str | None = None   # why the tape could not give its adjoint
     inner: bool = False          # computed inside a custom gradient's function
+    in_python: bool = False      # run by the Python code of a tf.py_function
     custom_outputs: bool = False  # an output of a custom gradient (the tape's custom op)
 
 
@@ -404,6 +414,7 @@ class _Builder:
                           group=self._group(record.scopes))
             if record.function_call:
                 node.op = self._function_name(record)
+            node.in_python = any(scope.kind == "py_function" for scope in record.scopes)
             if any(scope.kind == "custom_gradient" for scope in record.scopes):
                 innermost = next(scope for scope in reversed(record.scopes) if scope.kind == "custom_gradient")
                 node.custom_outputs = record.wrapper and record.scopes[-1] is innermost
@@ -478,7 +489,8 @@ class _Builder:
             group = self._group_of.get(scope.key)
             if group is None:
                 group = len(self.groups)
-                self.groups.append(GraphGroup(group, scope.kind, scope.name, parent))
+                kind = "function" if scope.kind == "py_function" else scope.kind  # Python run by a tf.py_function
+                self.groups.append(GraphGroup(group, kind, scope.name, parent))
                 self._group_of[scope.key] = group
             parent = group
         return parent
@@ -785,6 +797,9 @@ class _Builder:
                                 "with respect to it", target=self.target_name)
             elif not is_float(tf.as_dtype(value.dtype)):
                 node.reason = _("dtype {dtype}: only floating-point tensors have gradients", dtype=value.dtype.name)
+            elif node.in_python:
+                node.reason = _("run by the Python code of a tf.py_function: the tape records the py_function as one "
+                                "operation and has no record of the operations inside it")
             elif node.failure:
                 node.reason = node.failure
             elif node.source is not None and node.source.name in self.reasons:
