@@ -496,7 +496,7 @@ def test_in_a_kernel_the_magic_adds_step_controls_that_redraw_in_place(shell, mo
     phase.value = "forward"
     slider.value = 1
     display_id, bundle = updates[-1]
-    assert display_id and "forward pass, step 1 of 7: y has run" in bundle["text/html"]
+    assert display_id and "forward pass, step 1 of 7: y is read" in bundle["text/html"]
     assert "adjoint 24" not in bundle["text/html"].split("</svg>")[0]
     phase.value = "reverse"
     slider.value = slider.max
@@ -592,3 +592,16 @@ def test_the_environment_can_pin_the_layout(monkeypatch):
     monkeypatch.setenv(layout.ENVIRONMENT, "neato")
     with pytest.raises(ValueError, match="TAPEMAGIC_GRAPH_LAYOUT must be one of auto, dot, fallback, not 'neato'"):
         G.Drawing(e17())
+
+
+def test_faded_nodes_keep_their_text_readable_in_both_themes():
+    """Constants, nodes apart from the target and nodes not yet run are faded, never below WCAG AA (4.5:1):
+    JupyterLab Light's text (black at .87) on white, and Dark's white on #111, each through the group's opacity."""
+    from tapemagic.render import heatmap
+
+    faded = {name: float(value) for name, value in re.findall(r"\.(tm-g-\w+)\{opacity:([\d.]+)\}", G.STYLE)}
+    assert set(faded) == {"tm-g-const", "tm-g-apart", "tm-g-dim"}
+    for opacity in faded.values():
+        light_text = tuple(255 - opacity * (255 - 33) for _ in range(3))  # rgba(0,0,0,.87) on white is grey 33
+        dark_text = tuple(17 + opacity * (255 - 17) for _ in range(3))
+        assert heatmap.contrast(light_text, (255, 255, 255)) >= 4.5 and heatmap.contrast(dark_text, (17, 17, 17)) >= 4.5

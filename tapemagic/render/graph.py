@@ -33,6 +33,7 @@ REPEAT_FROM = 4         # users: a source or constant feeding this many boxes is
 LINE_CHARS = 30         # characters of a line inside a box (the full text is in the title and the table)
 EDGE_CHARS = 18         # characters of an edge's label
 CHAR_PX, LINE_PX, PAD_X, PAD_Y = 6.7, 14.0, 8.0, 5.0
+LABEL_CHAR_PX = 6.1     # an edge label's characters (10 px against the boxes' 11)
 HOVER_ELEMENTS = 64     # elements a hover title shows before it summarises
 TABLE_OPEN_UP_TO = 40   # nodes: the table under a larger graph starts folded
 TEXT_WIDTH = 100
@@ -48,11 +49,13 @@ STYLE = "<style>" + "".join([
     f".tapemagic svg.tm-graph .tm-g-box{{fill:{_v('--jp-layout-color0', '#fff')};stroke:{_INK2}}}",
     f".tapemagic svg.tm-graph .tm-g-source .tm-g-box{{stroke:{_v('--jp-brand-color1', '#1976d2')};stroke-width:2}}",
     f".tapemagic svg.tm-graph .tm-g-target .tm-g-box{{stroke:{_v('--jp-warn-color1', '#f57c00')};stroke-width:3}}",
-    ".tapemagic svg.tm-graph .tm-g-const{opacity:.65}",
+    # Faded, never below 4.5:1 (WCAG AA): text at opacity .65 reads 5:1 on JupyterLab Light's white and on Dark's #111
+    ".tapemagic svg.tm-graph .tm-g-const{opacity:.75}",
     f".tapemagic svg.tm-graph .tm-g-nograd .tm-g-box{{stroke:{_v('--jp-error-color1', '#d32f2f')};stroke-dasharray:4 3}}",
-    ".tapemagic svg.tm-graph .tm-g-apart{opacity:.5}",
+    ".tapemagic svg.tm-graph .tm-g-apart{opacity:.65}",
     ".tapemagic svg.tm-graph .tm-g-apart .tm-g-box{stroke-dasharray:2 3}",
-    ".tapemagic svg.tm-graph .tm-g-dim{opacity:.28}",
+    ".tapemagic svg.tm-graph .tm-g-dim{opacity:.65}",
+    ".tapemagic svg.tm-graph .tm-g-dim .tm-g-box{stroke-dasharray:3 3}",
     # the step's node: the brand colour at a quarter over the page, light blue on white, dark blue on a dark theme
     f".tapemagic svg.tm-graph .tm-g-now .tm-g-box{{fill:{_v('--jp-brand-color1', '#1976d2')};fill-opacity:.25}}",
     f".tapemagic svg.tm-graph .tm-g-edge{{stroke:{_INK2};fill:none}}",
@@ -370,8 +373,12 @@ class Drawing:
         values, quantities, now = self._state(phase, step, direction)
         placement = self.placement
         parts = [self._cluster_svg(key, rect) for key, rect in placement.clusters.items()]
+        taken = _Grid()  # where boxes and edge labels already are: a label goes where it hides neither
+        for key, (x, y) in placement.centres.items():
+            width, height = self.sizes[key]
+            taken.add((x - width / 2, y - height / 2, x + width / 2, y + height / 2))
         for (tail, head, edges), route in zip(self.edges, placement.routes):
-            parts.append(self._edge_svg(tail, head, edges, route, phase, values, quantities, now, direction))
+            parts.append(self._edge_svg(tail, head, edges, route, phase, values, quantities, now, direction, taken))
         for key in self.keys:
             parts.append(self._node_svg(key, values, quantities, now, direction))
         target = self.graph.target
@@ -477,7 +484,7 @@ class Drawing:
         return label, hover
 
     def _edge_svg(self, tail: str, head: str, edges: list[GraphEdge], route: layout.Route, phase: str | None,
-                  values: set[int], quantities: set[int], now: int | None, direction: str | None) -> str:
+                  values: set[int], quantities: set[int], now: int | None, direction: str | None, taken: "_Grid") -> str:
         heads = [edge.target for edge in edges]
         ran = any(h in values for h in heads)
         if phase is None:
@@ -501,10 +508,47 @@ class Drawing:
                f'<path class="{classes}" d="{d}" fill="none" stroke="currentColor" stroke-opacity=".6"/>'
                f'{_arrow(points, "tm-g-arrow" + (" tm-g-now" if current else ""))}']
         if labelled and label:
-            x, y = _middle(route)
-            out.append(f'<text class="tm-g-elabel" x="{x + 4:.1f}" y="{y + 4:.1f}" font-size="10">{escape(label)}</text>')
+            x, y, anchor = taken.spot(*_middle(route), len(label) * LABEL_CHAR_PX)
+            out.append(f'<text class="tm-g-elabel" x="{x:.1f}" y="{y:.1f}"' + ('' if anchor == "start" else ' text-anchor="end"')
+                       + f' font-size="10">{escape(label)}</text>')
         out.append("</g>")
         return "".join(out)
+
+
+class _Grid:
+    """Rectangles already drawn, bucketed by position, and where a new label fits among them."""
+
+    CELL = 64.0
+
+    def __init__(self) -> None:
+        self.cells: dict[tuple[int, int], list[tuple[float, float, float, float]]] = {}
+
+    def _keys(self, box: tuple[float, float, float, float]) -> list[tuple[int, int]]:
+        return [(i, j) for i in range(int(box[0] // self.CELL), int(box[2] // self.CELL) + 1)
+                for j in range(int(box[1] // self.CELL), int(box[3] // self.CELL) + 1)]
+
+    def add(self, box: tuple[float, float, float, float]) -> None:
+        for key in self._keys(box):
+            self.cells.setdefault(key, []).append(box)
+
+    def free(self, box: tuple[float, float, float, float]) -> bool:
+        return not any(box[0] < o[2] and o[0] < box[2] and box[1] < o[3] and o[1] < box[3]
+                       for key in self._keys(box) for o in self.cells.get(key, ()))
+
+    def spot(self, x: float, y: float, width: float) -> tuple[float, float, str]:
+        """A label's baseline and anchor beside the point (x, y): right of it, else left, else a line lower or
+        higher; the first place that covers no box and no other label (else the first tried)."""
+        tries = [(x + 4, y + 4, "start"), (x - 4, y + 4, "end"), (x + 4, y + 15, "start"), (x - 4, y + 15, "end"),
+                 (x + 4, y - 7, "start"), (x - 4, y - 7, "end")]
+        for cx, cy, anchor in tries:
+            left = cx if anchor == "start" else cx - width
+            box = (left - 4, cy - 9, left + width + 4, cy + 2)  # a little room either side
+            if self.free(box):
+                self.add(box)
+                return cx, cy, anchor
+        cx, cy, anchor = tries[0]
+        self.add((cx, cy - 9, cx + width, cy + 2))
+        return cx, cy, anchor
 
 
 def _group_title(group: GraphGroup) -> str:
@@ -583,6 +627,9 @@ def _legend(drawing: Drawing, phase: str | None, step: int | None, direction: st
     if phase == "forward":
         k = drawing.steps("forward") if step is None else max(0, min(step, drawing.steps("forward")))
         node = graph.nodes[k] if graph.nodes else None
+        if node is not None and node.kind != OP:  # sources and constants come first: read, not computed
+            return _("forward pass, step {step} of {last}: {node} is read; the nodes after it are dim",
+                     step=k, last=drawing.steps("forward"), node=node.label)
         return _("forward pass, step {step} of {last}: {node} has run; the nodes after it are dim",
                  step=k, last=drawing.steps("forward"), node="—" if node is None else node.label)
     if phase == "reverse":
