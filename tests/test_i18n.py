@@ -414,8 +414,9 @@ def test_the_python_api_in_chinese(shell, locale_env):
     assert r.to_text().startswith("梯度带：f = 42（2 阶，")
     assert "f 关于 (x, y) 的黑塞矩阵" in r.to_html()
     namespace = {"x": 3.0}
-    r = tapemagic.tape("y = x**2", ["x"], namespace=namespace, language="zh")
+    r = tapemagic.tape("y = x**2", ["x"], namespace=namespace, language="zh", out="r")
     assert r.language == "zh" and r.notes and all(CJK.search(note) for note in r.notes)  # x became a constant
+    assert namespace["r"] is r  # -o stores the very result returned
     assert tapemagic.tape("y = x**2", ["x"], namespace={"x": 3.0}).language == "en"  # auto: the locale
     with _i18n.language("zh"):  # an enclosing block's language
         assert tapemagic.tape("y = x**2", ["x"], namespace={"x": 3.0}).language == "zh"
