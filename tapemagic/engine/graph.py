@@ -571,8 +571,9 @@ class _Builder:
                 continue
             contributions, locals_ = self._vjp(node)
             for (source, output, index), contribution, local in zip(node.inputs, contributions, locals_):
-                if self.nodes[source].adjoints[output] is None if output < len(self.nodes[source].adjoints) else True:
-                    contribution = None
+                adjoints = self.nodes[source].adjoints
+                if output >= len(adjoints) or adjoints[output] is None:
+                    contribution = None  # no adjoint to add up to (a constant): none shown on its edges either
                 edges.append(GraphEdge(source, position, index, local, contribution, output=output))
         for members in custom.values():
             edges.extend(self._custom_edges(members))
