@@ -486,3 +486,20 @@ def test_a_graph_that_cannot_be_drawn_never_costs_the_result(shell, monkeypatch)
     result = shell.user_ns.pop("r_graph")
     assert result.graph is None and float(result.gradients["x"]) == 6.0
     assert any("--graph could not draw this cell (RuntimeError: drawing failed here)" in note for note in result.notes)
+
+
+def test_graph_never_traces_and_says_why(shell, trace_first_run):
+    # A Hessian over 16 elements would be traced (on its first run too, here); the graph needs the real run's ops.
+    shell.run_cell("w = tf.Variable(tf.linspace(0.1, 1.6, 16))")
+    result, graph = graph_of(shell, "w --hessian", "f = tf.reduce_sum(w ** 3)")
+    assert result.path == "eager" and any("--graph draws the operations TensorFlow ran" in n for n in result.notes)
+    np.testing.assert_allclose(graph.named("w").adjoint, result.gradients["w"].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(np.diag(result.targets[0].hessian.numpy()), 6 * shell.user_ns["w"].numpy(), rtol=1e-5)
+
+
+def test_no_auto_watch_variables_are_named_and_not_watched(shell):
+    shell.run_cell("x = tf.Variable(2.0)\ny = tf.Variable(3.0)")
+    result, graph = graph_of(shell, "x --no-auto-watch", "f = x * y")
+    assert float(graph.named("x").adjoint) == 3.0
+    y = graph.named("y")
+    assert y.kind == CONSTANT and y.adjoint is None and "not watched" in y.adjoint_reason
