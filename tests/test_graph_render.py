@@ -283,7 +283,7 @@ def test_tensor_nodes_show_shape_and_summary_and_everything_in_the_table():
     graph = TapeGraph("loss", nodes, edges)
     root = _parse(G.svg(graph, max_elements=4))
     texts = _node_texts(root)
-    assert texts["n0"][2] == "(3, 4) float32" and texts["n0"][3].startswith("value shape (3, 4) min 0 max")
+    assert texts["n0"][2] == "(3, 4) float32" and texts["n0"][3].startswith("value min 0 max 1.571 mean")
     assert all(len(line) <= G.LINE_CHARS for lines in texts.values() for line in lines)
     titles = {g.get("data-node"): g.find(f"{SVG}title").text for g in root.iter(f"{SVG}g") if g.get("data-node")}
     assert "[[0, 0.1429, 0.2857, 0.4286], [0.5714" in titles["n0"]  # hover: every element (up to 64)
@@ -605,3 +605,25 @@ def test_faded_nodes_keep_their_text_readable_in_both_themes():
         light_text = tuple(255 - opacity * (255 - 33) for _ in range(3))  # rgba(0,0,0,.87) on white is grey 33
         dark_text = tuple(17 + opacity * (255 - 17) for _ in range(3))
         assert heatmap.contrast(light_text, (255, 255, 255)) >= 4.5 and heatmap.contrast(dark_text, (17, 17, 17)) >= 4.5
+
+
+def test_a_deep_keras_model_folds_into_its_layers_not_into_one_box():
+    """Over 120 ops the groups fold; a Sequential around every layer holds all the ops, so it is opened and each
+    Dense layer becomes one box, the chain of layers drawn straight down with its weights beside it."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,))] + [keras.layers.Dense(3, activation="tanh", name=f"d{i}")
+                                                   for i in range(42)], name="deep")
+    namespace = {"tf": tf, "model": model, "x": tf.ones((2, 3))}
+    r = tapemagic.tape("loss = tf.reduce_sum(model(x))", [], namespace=namespace, graph=True)
+    drawing = G.Drawing(r.graph)
+    assert drawing.folded
+    folded = [drawing.groups[int(key[1:])].name for key in drawing.keys if key.startswith("g")]
+    assert folded == [f"d{i}" for i in range(42)]
+    centres = drawing.placement.centres
+    layers = [key for key in drawing.keys if key.startswith("g")]
+    assert all(centres[b][1] > centres[a][1] for a, b in zip(layers, layers[1:]))  # each layer below the one before
+    if drawing.placement.engine == "dot":  # weighted chain edges: the layers in one column
+        assert max(centres[k][0] for k in layers) - min(centres[k][0] for k in layers) < 1.0
+    assert "each layer or function is drawn as one box" in G.html(r.graph, drawing=drawing)

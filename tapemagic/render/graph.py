@@ -152,18 +152,46 @@ class Drawing:
 
     # -- the boxes and edges to draw ---------------------------------------------------------------------
 
-    def _outermost(self, group_id: int | None) -> GraphGroup | None:
+    def _fold_set(self) -> set[int]:
+        """The groups drawn as one box each: the outermost ones, except that a group holding more than half of
+        the ops (a Sequential model around its layers) is opened into its inner groups, so a model folds into
+        its layers, not into one box."""
+        children: dict[int | None, list[int]] = {}
+        for group in self.graph.groups:
+            children.setdefault(group.parent if group.parent in self.groups else None, []).append(group.id)
+        ops_in = dict.fromkeys(self.groups, 0)
+        for node in self.graph.nodes:
+            group_id, seen = node.group, 0
+            while node.kind == OP and group_id in self.groups and seen < 100:
+                ops_in[group_id] += 1
+                group_id, seen = self.groups[group_id].parent, seen + 1
+        fold = set(children.get(None, []))
+        opened = True
+        while opened:
+            opened = False
+            for group_id in sorted(fold):
+                if ops_in[group_id] * 2 > self.op_count and children.get(group_id):
+                    fold.remove(group_id)
+                    fold.update(children[group_id])
+                    opened = True
+        return fold
+
+    def _folded_into(self, group_id: int | None, fold: set[int]) -> GraphGroup | None:
+        """The folded group a node of ``group_id`` is drawn in, or None (a box of its own)."""
         seen = 0
-        while group_id is not None and group_id in self.groups and self.groups[group_id].parent is not None and seen < 100:
+        while group_id is not None and group_id in self.groups and seen < 100:
+            if group_id in fold:
+                return self.groups[group_id]
             group_id, seen = self.groups[group_id].parent, seen + 1
-        return self.groups.get(group_id) if group_id is not None else None
+        return None
 
     def _items(self) -> None:
         """Boxes (``n<id>`` per node, ``g<id>`` per folded group), the box of each node, the edges between boxes."""
         self.members: dict[str, list[GraphNode]] = {}
         self.box_of: dict[int, str] = {}
+        fold = self._fold_set() if self.folded else set()
         for node in self.graph.nodes:
-            outer = self._outermost(node.group) if self.folded else None
+            outer = self._folded_into(node.group, fold) if self.folded else None
             key = f"g{outer.id}" if outer is not None else f"n{node.id}"
             self.members.setdefault(key, []).append(node)
             self.box_of[node.id] = key
@@ -274,7 +302,10 @@ class Drawing:
         limit = self.max_elements if limit is None else limit
         key = (id(value), limit)
         if key not in self._formatted:
-            self._formatted[key] = numbers.array(value, self.precision, limit)
+            text = numbers.array(value, self.precision, limit)
+            if limit == self.max_elements:  # a summary in a box: its shape is on the line above
+                text = text.removeprefix(f"shape {numbers.shape(numbers.as_array(value).shape)} ")
+            self._formatted[key] = text
         return self._formatted[key]
 
     def _quantity_line(self, value: Any, shown: bool, direction: str | None) -> str:

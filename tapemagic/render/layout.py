@@ -136,7 +136,11 @@ def _dot_source(boxes: Sequence[Box], edges: Sequence[tuple[str, str]], clusters
 
     head = ["digraph G {", "  rankdir=TB; nodesep=0.25; ranksep=0.55; splines=spline; outputorder=edgesfirst;",
             '  node [shape=box fixedsize=true label=""];', "  edge [arrowhead=none];"]
-    edge_lines = [f"  {names[tail]} -> {names[head]} [id=e{i}];" for i, (tail, head) in enumerate(edges)]
+    # An edge between two boxes that both have inputs (the chain of ops) weighs more than one from a leaf (a
+    # source, a constant), so dot keeps the chain straight and puts the leaves beside it, not the other way round.
+    fed = {head for _, head in edges}
+    edge_lines = [f"  {names[tail]} -> {names[head]} [id=e{i}" + (" weight=8" if tail in fed else "") + "];"
+                  for i, (tail, head) in enumerate(edges)]
     return "\n".join([*head, *body(None, "  "), *edge_lines, "}"]) + "\n", cluster_names
 
 
