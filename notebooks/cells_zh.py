@@ -229,6 +229,23 @@ CODE["001_gradients_and_mlp"] = {
         "\"\"\"上面那个单元格显示的内容，对任意模型：在梯度带下真实地运行一次。\"\"\"",
     "# the pipeline shuffles": "# 数据管道自己会打乱顺序",
     "# the devices depend on the machine": "# 有哪些设备取决于这台机器",
+    "print('training on', device)": "print('训练设备：' + device)",
+    "print('test accuracy after 5 epochs >= 0.97:', test_acc >= 0.97)":
+        "print('训练 5 个 epoch 后，测试准确率 >= 0.97：', test_acc >= 0.97)",
+    "print('every variant >= 0.95:', sorted(variants))": "print('每种改进都 >= 0.95：', sorted(variants))",
+    "{kernel.zeros:6.1%} of its gradient is exactly 0 at init')": "初始化时梯度有 {kernel.zeros:6.1%} 恰好为 0')",
+    "print(f'pixels that are 0 in all 500 images: {": "print(f'在全部 500 张图片里都为 0 的像素：{",
+    "print('fast configuration test accuracy >= 0.975:', fast_acc >= 0.975)":
+        "print('快速配置的测试准确率 >= 0.975：', fast_acc >= 0.975)",
+    "print('one replica per device; the global batch is', global_batch // strategy.num_replicas_in_sync, 'per replica')":
+        "print(f'每个设备一个副本；全局批大小按每个副本 {global_batch // strategy.num_replicas_in_sync} 个样本计')",
+    "print('one mirrored epoch >= 0.9:', mirrored_acc >= 0.9)": "print('MirroredStrategy 训练一个 epoch 后 >= 0.9：', mirrored_acc >= 0.9)",
+    # The flags are in Chinese here: tell them apart by their kind, not by their English words.
+    "                        if row.flag and not row.flag.startswith('None'):\n"
+    "                            words = row.flag if row.flag.startswith('dead') else row.flag.split(':')[0]\n":
+        "                        kind = getattr(row.flag, 'kind', '')  # 标记的种类，与语言无关\n"
+        "                        if row.flag and kind != 'none':\n"
+        "                            words = row.flag if kind == 'dead' else row.flag.replace('：', ':').split(':')[0]\n",
 }
 TAIL["001_gradients_and_mlp"] = [
     "下一篇：[002 自动微分是怎样工作的](002_how_autodiff_works.ipynb)",
