@@ -21,6 +21,7 @@ Units are SVG pixels (dot's points, 72 to the inch, are taken as pixels). ``y`` 
 """
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import json
 import os
@@ -339,9 +340,10 @@ def _order(rows: list[list[str]], up: dict[str, list[str]], down: dict[str, list
 
 def _positions(rows: list[list[str]], up: dict[str, list[str]], down: dict[str, list[str]],
                size: dict[str, tuple[float, float]], sweeps: int = 4) -> dict[str, float]:
-    """x of every box: packed in order, then each layer pulled towards its neighbours' mean without reordering or
-    overlapping (left to right, each box at its wish or just right of the previous one; the layer then shifted as
-    a whole so it sits on its wishes on average)."""
+    """x of every box: packed in order, then, layer by layer down and up, each box moved towards the weighted mean
+    of its neighbours in the layer just placed, in order of priority (the priority method of Sugiyama et al.):
+    boxes on the chain of ops first, leaves (sources, constants) last, each as near its wish as the boxes already
+    placed allow, never reordered and never overlapping."""
     xs: dict[str, float] = {}
     for row in rows:
         x = 0.0
@@ -353,21 +355,34 @@ def _positions(rows: list[list[str]], up: dict[str, list[str]], down: dict[str, 
         neighbours = up if sweep % 2 == 0 else down
         for i in order:
             row = rows[i]
-            wish = {}
+            wish, priority = [], []
             for key in row:
-                around = [xs[n] for n in neighbours[key]]
-                wish[key] = sum(around) / len(around) if around else xs[key]
-            placed: list[float] = []
-            for j, key in enumerate(row):
-                x = wish[key]
-                if j:
-                    previous = row[j - 1]
-                    x = max(x, placed[-1] + (size[previous][0] + size[key][0]) / 2 + _gap(previous, key))
-                placed.append(x)
-            offset = sum(wish[key] - x for key, x in zip(row, placed)) / len(row)
-            for key, x in zip(row, placed):
-                xs[key] = x + offset
+                # the chain of ops pulls harder than a leaf (a source, a constant) beside it, as in dot
+                around = [(xs[n], 8.0 if up[n] else 1.0) for n in neighbours[key]]
+                total = sum(weight for _, weight in around)
+                wish.append(sum(x * weight for x, weight in around) / total if around else xs[key])
+                priority.append((8.0 if up[key] else 1.0) * (1 + len(up[key]) + len(down[key])))
+            for key, x in zip(row, _place_row(row, wish, priority, size)):
+                xs[key] = x
     return xs
+
+
+def _place_row(row: list[str], wish: list[float], priority: list[float],
+               size: dict[str, tuple[float, float]]) -> list[float]:
+    """Positions for one layer's boxes in their order: by falling priority, each at its wish, clamped between the
+    boxes already placed on either side (with room for every box between them)."""
+    offsets = [0.0]  # the least distance from the first box to each box, all packed tight
+    for a, b in zip(row, row[1:]):
+        offsets.append(offsets[-1] + (size[a][0] + size[b][0]) / 2 + _gap(a, b))
+    placed: list[int] = []  # indices already placed, in order
+    x = [0.0] * len(row)
+    for j in sorted(range(len(row)), key=lambda j: (-priority[j], j)):
+        at = bisect.bisect(placed, j)
+        low = x[placed[at - 1]] + offsets[j] - offsets[placed[at - 1]] if at > 0 else -float("inf")
+        high = x[placed[at]] - (offsets[placed[at]] - offsets[j]) if at < len(placed) else float("inf")
+        x[j] = min(max(wish[j], low), high)
+        placed.insert(at, j)
+    return x
 
 
 def _gap(a: str, b: str) -> float:
