@@ -101,7 +101,11 @@ def main() -> None:
     sizes, repeats = ([12, 30], 1) if args.quick else (args.sizes, args.repeats)
     if not layout.dot_available():
         raise SystemExit("Graphviz's dot is not on PATH: install graphviz (apt-get install graphviz) to compare")
-    print(f"--graph: finished result -> HTML of its computation graph; {repeats} repeats, interleaved")
+    import subprocess
+
+    version = subprocess.run(["dot", "-V"], capture_output=True, text=True).stderr.strip()
+    print(f"--graph: finished result -> HTML of its computation graph; {repeats} repeats, interleaved; "
+          f"{version}; {os.cpu_count()} CPU cores")
     for ops in sizes:
         graph = real_graph(ops)
         origin = "recorded by the engine"
