@@ -629,3 +629,21 @@ def test_a_deep_keras_model_folds_into_its_layers_not_into_one_box():
         assert max(centres[k][0] for k in layers) - min(centres[k][0] for k in layers) < 1.0, engine
         assert drawing.placement.width < 2000, engine
     assert "each layer or function is drawn as one box" in G.html(r.graph, drawing=drawing)
+
+
+def test_in_chinese_boxes_fit_their_words_and_text_lines_fit_100_columns():
+    """A Chinese character takes two columns: box widths, cuts and the text form's alignment count them so."""
+    from tapemagic import _i18n
+    from tapemagic.render import wrap
+
+    graph = dataclasses.replace(_random_graph(12, seed=6, shape=(5, 5), long_names=True),
+                                notes=("说明" * 80,), left_out=3)
+    with _i18n.language("zh"):
+        drawing = G.Drawing(graph, engine="fallback")
+        lines = G.text(graph)
+        root = _parse(drawing.svg())
+    assert any(wrap.width(line) != len(line) for line in lines)  # the words are Chinese
+    assert max(wrap.width(line) for line in lines) <= 100
+    for key, texts in _node_texts(root).items():
+        assert max(wrap.width(t) for t in texts) * G.CHAR_PX + 2 * G.PAD_X <= drawing.sizes[key][0] + 0.01
+        assert all(wrap.width(t) <= G.LINE_CHARS for t in texts)

@@ -14,7 +14,6 @@ everything the drawing shows is also in the table under it (plain HTML that surv
 """
 from __future__ import annotations
 
-import textwrap
 from collections import deque
 from html import escape
 from typing import Any, Sequence
@@ -23,7 +22,7 @@ import numpy as np
 
 from .._graph import CONSTANT, OP, SOURCE, GraphEdge, GraphGroup, GraphNode, TapeGraph
 from .._i18n import _
-from . import layout, numbers
+from . import layout, numbers, wrap
 from .style import variable
 
 __all__ = ["Drawing", "svg", "html", "text", "steps", "section_title", "STYLE", "FOLD_ABOVE", "PHASES"]
@@ -103,7 +102,16 @@ def _reaching(graph: TapeGraph, target: GraphNode | None) -> set[int]:
 
 
 def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: max(1, limit - 1)] + "…"
+    """``text`` cut to ``limit`` columns (a Chinese character takes two), ending in … where it was cut."""
+    if wrap.width(text) <= limit:
+        return text
+    kept, used = [], 0
+    for character in text:
+        used += wrap.width(character)
+        if used > limit - 1:
+            break
+        kept.append(character)
+    return "".join(kept) + "…"
 
 
 def _number(value: Any, precision: int, max_elements: int) -> str:
@@ -243,7 +251,7 @@ class Drawing:
             while group_id is not None and group_id in self.groups and group_id not in wanted and seen < 100:
                 wanted.add(group_id)
                 group_id, seen = self.groups[group_id].parent, seen + 1
-        return [layout.Cluster(f"c{group.id}", len(_group_title(group)) * CHAR_PX,
+        return [layout.Cluster(f"c{group.id}", wrap.width(_group_title(group)) * CHAR_PX,
                                f"c{group.parent}" if group.parent in wanted else None)
                 for group in self.graph.groups if group.id in wanted]
 
@@ -253,7 +261,7 @@ class Drawing:
             # The widest the box ever is: every phase and every direction, so stepping never moves a box.
             candidates = [self._lines(key, True, True, None)] + [self._lines(key, True, True, d)
                                                                for d in self.graph.forward_sources]
-            width = max(len(line) for lines in candidates for line in lines) * CHAR_PX + 2 * PAD_X
+            width = max(wrap.width(line) for lines in candidates for line in lines) * CHAR_PX + 2 * PAD_X
             height = max(len(lines) for lines in candidates) * LINE_PX + 2 * PAD_Y
             sizes[key] = (max(width, 48.0), height)
         boxes = []
@@ -539,7 +547,7 @@ class Drawing:
                f'<path class="{classes}" d="{d}" fill="none" stroke="currentColor" stroke-opacity=".6"/>'
                f'{_arrow(points, "tm-g-arrow" + (" tm-g-now" if current else ""))}']
         if labelled and label:
-            x, y, anchor = taken.spot(*_middle(route), len(label) * LABEL_CHAR_PX)
+            x, y, anchor = taken.spot(*_middle(route), wrap.width(label) * LABEL_CHAR_PX)
             out.append(f'<text class="tm-g-elabel" x="{x:.1f}" y="{y:.1f}"' + ('' if anchor == "start" else ' text-anchor="end"')
                        + f' font-size="10">{escape(label)}</text>')
         out.append("</g>")
@@ -760,9 +768,9 @@ def text(graph: TapeGraph, precision: int = 4, max_elements: int = 12) -> list[s
         rows.append(row)
     lines = [_("computation graph of {target} ({count} nodes, in the order TensorFlow ran them):",
                target=graph.target, count=len(graph.nodes))]
-    widths = [max(len(row[i]) for row in [titles, *rows]) for i in range(len(titles))]
+    widths = [max(wrap.width(row[i]) for row in [titles, *rows]) for i in range(len(titles))]
     if sum(widths) + 2 * (len(widths) - 1) + 2 <= TEXT_WIDTH:
-        lines.extend(("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths))).rstrip() for row in [titles, *rows])
+        lines.extend(("  " + "  ".join(wrap.ljust(cell, w) for cell, w in zip(row, widths))).rstrip() for row in [titles, *rows])
     else:  # too wide for one line each: a block per node, every line cut at the width
         for row in rows:
             lines.append(_short(f"  {row[0]}  {row[1]}", TEXT_WIDTH))
@@ -772,6 +780,6 @@ def text(graph: TapeGraph, precision: int = 4, max_elements: int = 12) -> list[s
         drawing_notes.append(_("{count} more ops ran but are not drawn (the size cap)", count=graph.left_out))
     drawing_notes.extend(graph.notes)
     for note in drawing_notes:
-        lines.extend(textwrap.wrap(_("note: {note}", note=note), TEXT_WIDTH, subsequent_indent="  ",
-                                   break_long_words=True, break_on_hyphens=False))
+        # wrapped between words (or Chinese characters); a single word longer than a line is cut
+        lines.extend(_short(line, TEXT_WIDTH) for line in wrap.fill(_("note: {note}", note=note), TEXT_WIDTH).split("\n"))
     return lines
