@@ -647,3 +647,17 @@ def test_in_chinese_boxes_fit_their_words_and_text_lines_fit_100_columns():
     for key, texts in _node_texts(root).items():
         assert max(wrap.width(t) for t in texts) * G.CHAR_PX + 2 * G.PAD_X <= drawing.sizes[key][0] + 0.01
         assert all(wrap.width(t) <= G.LINE_CHARS for t in texts)
+
+
+def test_a_folded_group_shows_its_output_once_its_last_op_has_run():
+    graph = _random_graph(150, seed=7, groups=3)
+    drawing = G.Drawing(graph, engine="fallback")
+    first_group = [n for n in graph.nodes if n.group == 0]
+    start, last = drawing.position[first_group[0].id], drawing.position[first_group[-1].id]
+    during = _node_texts(_parse(drawing.svg("forward", start)))["g0"]
+    after = _node_texts(_parse(drawing.svg("forward", last)))["g0"]
+    assert "value ?" in during and "value ?" not in after
+    root = _parse(drawing.svg("forward", start + 1))
+    now = [g.get("data-node") for g in root.iter(f"{SVG}g") if "tm-g-now" in g.get("class", "").split()
+           and g.get("data-node")]
+    assert now == ["g0"]  # the step's op is inside the folded box: the box is lit

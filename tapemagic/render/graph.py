@@ -442,7 +442,7 @@ class Drawing:
             return self._reference_svg(key, values)
         nodes = self.members[key]
         node = nodes[-1] if key.startswith("g") else nodes[0]
-        value_shown = any(n.id in values for n in nodes)
+        value_shown = node.id in values  # a folded group shows its output's value once its last op has run
         quantity_shown = node.id in quantities
         lines = self._lines(key, value_shown, quantity_shown, direction)
         classes = ["tm-g-node", {SOURCE: "tm-g-source", CONSTANT: "tm-g-const"}.get(node.kind, "tm-g-op")]
