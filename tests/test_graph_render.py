@@ -21,7 +21,7 @@ import tensorflow as tf
 import tapemagic
 from tapemagic._graph import GraphEdge, GraphGroup, GraphNode, TapeGraph
 from tapemagic.render import graph as G
-from tapemagic.render import html, layout, text, widget
+from tapemagic.render import layout, widget
 
 from test_static_view import _Elements, _lab_core, _style_checks, sanitizer  # noqa: F401 - a fixture
 

@@ -226,7 +226,7 @@ class Drawing:
         reference box, beside each user after the first: one long edge per use would cross the whole drawing (and
         cost the layout most of its time), as TensorBoard's graph also draws such nodes as references."""
         users: dict[str, list[int]] = {}
-        for i, (tail, _, _) in enumerate(self.edges):
+        for i, (tail, _head, _edges) in enumerate(self.edges):
             users.setdefault(tail, []).append(i)
         self.references: dict[str, GraphNode] = {}
         for tail, indices in users.items():
@@ -234,7 +234,7 @@ class Drawing:
                 continue
             node = self.members[tail][0]
             for i in indices[1:]:
-                _, head, edges = self.edges[i]
+                _tail, head, edges = self.edges[i]
                 key = f"r{i}"
                 self.references[key] = node
                 self.members[key] = [node]
@@ -270,7 +270,7 @@ class Drawing:
             cluster = f"c{group}" if (group is not None and not self.folded and key[0] == "n") else None
             boxes.append(layout.Box(key, *sizes[key], cluster=cluster))
         self.sizes = sizes
-        self.placement = layout.place(boxes, [(tail, head) for tail, head, _ in self.edges], self._clusters(), engine)
+        self.placement = layout.place(boxes, [(tail, head) for tail, head, _edges in self.edges], self._clusters(), engine)
 
     # -- words ------------------------------------------------------------------------------------------------
 
@@ -704,7 +704,7 @@ def _table(drawing: Drawing) -> str:
     """Every node's value and adjoint (and tangents) in full, without hover: what an untrusted view still shows."""
     from . import html as html_view
 
-    graph, p, m = drawing.graph, drawing.precision, drawing.max_elements
+    graph = drawing.graph
     heads = ["#", _("node"), _("op"), _("inputs"), _("shape"), _("dtype"), _("value"),
              _("adjoint {label}", label=_derivative(graph.target, "·"))]
     heads += [_("tangent for {source}", source=source) for source in graph.forward_sources]
