@@ -118,13 +118,17 @@ def numbers_in(text: str) -> list[float]:
     return [float(token) for token in tokens(text) if token != "None"]
 
 
-def write_notebook(path: Path) -> None:
-    sources = [SETUP, *(cell.source for cell in TOUR)]
+def write_cells(path: Path, sources: list[str] | tuple[str, ...]) -> None:
+    """A notebook of code cells, none run yet, for the python3 kernel."""
     cells = [{"cell_type": "code", "execution_count": None, "id": uuid.uuid4().hex[:8], "metadata": {},
               "outputs": [], "source": source} for source in sources]
     notebook = {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
                 "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
     path.write_text(json.dumps(notebook, indent=1))
+
+
+def write_notebook(path: Path) -> None:
+    write_cells(path, [SETUP, *(cell.source for cell in TOUR)])
 
 
 FLOW_SETUP = (
@@ -141,11 +145,7 @@ FLOW_CELL = "%%tape model.trainable_variables\nloss = loss_fn(y, model(x))"
 
 
 def write_flow_notebook(path: Path) -> None:
-    cells = [{"cell_type": "code", "execution_count": None, "id": uuid.uuid4().hex[:8], "metadata": {},
-              "outputs": [], "source": source} for source in (FLOW_SETUP, FLOW_CELL)]
-    notebook = {"cells": cells, "nbformat": 4, "nbformat_minor": 5,
-                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}}
-    path.write_text(json.dumps(notebook, indent=1))
+    write_cells(path, (FLOW_SETUP, FLOW_CELL))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -361,6 +361,25 @@ CONTRAST_JS = """
     const style = getComputedStyle(element);
     return element.getClientRects().length > 0 && style.visibility !== 'hidden' && Number(style.opacity) > 0;
   };
+  // The opacity an element is drawn with: its own and its ancestors' (an SVG group's opacity fades all it holds).
+  const opacity = (element) => {
+    let product = 1;
+    for (let node = element; node && node.nodeType === 1; node = node.parentElement) product *= Number(getComputedStyle(node).opacity);
+    return product;
+  };
+  // In SVG, a text's background is the filled shape drawn before it in its group that holds it (a box under a label).
+  const shapeUnder = (element) => {
+    const text = element.closest('text'), inside = element.getBoundingClientRect();
+    for (let shape = text && text.previousElementSibling; shape; shape = shape.previousElementSibling) {
+      if (!(shape instanceof SVGGeometryElement) || shape instanceof SVGLineElement || shape instanceof SVGPolylineElement) continue;
+      const box = shape.getBoundingClientRect();
+      if (box.left > inside.left || box.top > inside.top || box.right < inside.right || box.bottom < inside.bottom) continue;
+      const style = getComputedStyle(shape), fill = rgba(style.fill);
+      fill[3] *= Number(style.fillOpacity);
+      if (fill[3] > 0) return fill;
+    }
+    return [0, 0, 0, 0];
+  };
   const measured = [];
   for (const root of document.querySelectorAll(selectors)) {
     for (const element of [root, ...root.querySelectorAll('*')]) {
@@ -368,8 +387,20 @@ CONTRAST_JS = """
       if (!text || !shown(element) || element.closest('style, script')) continue;
       const svg = element instanceof SVGElement;
       const style = getComputedStyle(element);
-      const under = background(svg ? element.closest('svg').parentElement : element);
-      const colour = over(rgba(svg ? style.fill : style.color), under);
+      const page = background(svg ? element.closest('svg').parentElement : element);
+      const faded = opacity(element);
+      let under = page, colour;
+      if (svg) {  // over the shape drawn before its <text> and its own halo, the group faded as one
+        under = over(shapeUnder(element), under);
+        const [fill, halo] = [rgba(style.fill), rgba(style.stroke)];
+        [fill[3], halo[3]] = [fill[3] * Number(style.fillOpacity), halo[3] * Number(style.strokeOpacity)];
+        if (/^stroke/.test(style.paintOrder) && parseFloat(style.strokeWidth) > 0) under = over(halo, under);
+        colour = over(fill, under);
+        [colour, under] = [colour, under].map(c => over([c[0], c[1], c[2], faded], page));
+      } else {
+        const ink = rgba(style.color);
+        colour = over([ink[0], ink[1], ink[2], ink[3] * faded], under);
+      }
       measured.push({
         text: text.slice(0, 40), tag: element.tagName.toLowerCase(),
         classes: (element.getAttribute('class') || '') + ' < ' + (element.parentElement.getAttribute('class') || ''),
@@ -427,6 +458,10 @@ def test_contrast_measure_on_known_colours(browser: Any) -> None:
             '<div style="background:#000"><div><span style="color:#fff">white on an ancestor\'s black</span></div></div>'
             '<div style="background:rgba(0,0,0,0.5)"><span style="color:rgba(0,0,0,0.5)">half black on half black</span></div>'
             '<svg><text x="0" y="10" fill="#767676">svg grey 767676</text></svg>'
+            '<svg width="500" height="40"><g style="opacity:0.5"><rect width="500" height="40" fill="#000"/>'
+            '<text x="4" y="24" fill="#fff">svg white on a box of black, half faded</text></g></svg>'
+            '<svg width="500" height="40"><rect width="500" height="40" fill="#000" fill-opacity="0.5"/>'
+            '<text x="4" y="24" fill="#000">svg black on a box of half black</text></svg>'
             '<p style="color:#000;display:none">hidden</p></div></body>')
         ratios = {m["text"]: m["ratio"] for m in page.evaluate(CONTRAST_JS, ".tapemagic")}
     finally:
@@ -434,8 +469,13 @@ def test_contrast_measure_on_known_colours(browser: Any) -> None:
     # 21:1 and 4.48:1 are WCAG's own figures; #767676 on white is the lightest grey that passes (4.54:1).
     # Half-transparent black text on half-transparent black on white: text grey 64 (luminance 0.051) on grey 128
     # (0.216): (0.216 + 0.05) / (0.051 + 0.05) = 2.63, give or take the canvas's rounding to whole channels.
+    # An SVG group at opacity 0.5 holding a black box under white text, on white: the text stays white (1.0), the box
+    # shows as grey 127.5 (luminance 0.214): (1.0 + 0.05) / (0.214 + 0.05) = 3.98.
+    # Black text on a box of black at fill-opacity 0.5 (grey 127.5 again): (0.214 + 0.05) / (0 + 0.05) = 5.28.
     assert ratios == {"black on white": 21.0, "grey 777 on white": 4.48, "white on an ancestor's black": 21.0,
-                      "half black on half black": pytest.approx(2.63, abs=0.02), "svg grey 767676": 4.54}, ratios
+                      "half black on half black": pytest.approx(2.63, abs=0.02), "svg grey 767676": 4.54,
+                      "svg white on a box of black, half faded": pytest.approx(3.98, abs=0.02),
+                      "svg black on a box of half black": pytest.approx(5.28, abs=0.02)}, ratios
 
 
 def set_theme(page: Any, theme: str) -> None:
