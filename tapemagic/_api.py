@@ -1,7 +1,6 @@
 """The Python API: the same engine as %%tape, without IPython."""
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import functools
 import inspect
@@ -11,6 +10,7 @@ from typing import Any, Callable, Mapping, Sequence
 from . import _i18n
 from ._i18n import _
 from ._result import TapeResult
+from ._setting import language_for
 from ._spec import SpecError, TapeSpec
 from .engine import Engine
 from .engine.body import CellBody, FunctionBody, ReplayLeftTrace, quiet_replay
@@ -94,19 +94,18 @@ def _rerun(engine: Engine, spec: TapeSpec, code: str, before: dict[str, Any], re
 
 
 def _speaking(function: Callable[..., TapeResult]) -> Callable[..., TapeResult]:
-    """Run ``function`` (and render its result) in the language its ``language=`` argument asks for: None is the
-    language of an enclosing ``with tapemagic._i18n.language(...)`` block, else "auto" (the locale)."""
+    """Run ``function`` (and render its result) in the language its ``language=`` argument asks for (None: an
+    enclosing ``with tapemagic._i18n.language(...)`` block's, else ``%config TapeMagics.language``, else "auto")."""
     @functools.wraps(function)
     def speaking(*args: Any, language: str | None = None, **kwargs: Any) -> TapeResult:
-        if language is None:
-            language = _i18n.current() if _i18n._CURRENT in contextvars.copy_context() else "auto"
         try:
-            code = _i18n.resolve(language)
-        except ValueError:
-            raise SpecError(_("language must be one of {choices}, not {value}",
-                              choices=", ".join(_i18n.CHOICES), value=repr(language))) from None
+            code = language_for(language)
+        except ValueError as error:
+            raise SpecError(str(error)) from None
         with _i18n.language(code):
-            return function(*args, language=code, **kwargs).with_display(language=code)
+            result = function(*args, language=code, **kwargs)
+        # Made in that language already; a copy only if not (-o NAME stores this very object).
+        return result if result.language == code else result.with_display(language=code)
 
     return speaking
 
@@ -118,7 +117,7 @@ def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, A
          auto_watch: bool = True, watch: bool = True, forward: bool = False, check: bool = False,
          eps: float | None = None, hvp: Any = None, eager: bool = False, display: str = "auto",
          explore: bool = False, ranges: Sequence[tuple[str, float, float]] = (), out: str | None = None,
-         engine: Engine | None = None, language: str | None = None) -> TapeResult:
+         engine: Engine | None = None, language: str | None = None, graph: bool = False) -> TapeResult:
     """Differentiate code or a function, as ``%%tape`` does.
 
     Parameters
@@ -130,7 +129,7 @@ def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, A
         to call it with, a list (named after its parameters) or a dict by name.
     namespace
         Where code runs and names are looked up (default: a new empty dict).
-    targets, order, jacobian, hessian, persistent, auto_watch, watch, forward, check, eps, eager, display, explore, ranges
+    targets, order, jacobian, hessian, persistent, auto_watch, watch, forward, check, eps, eager, display, explore, ranges, graph
         As the magic's options of the same names (``watch=False`` is ``--no-watch``;
         ``ranges`` is a list of ``(name, low, high)``, as ``--range name=low:high``).
     hvp
@@ -142,7 +141,8 @@ def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, A
     language
         The language of the result's words and of error messages: "en", "zh", or "auto" (the locale:
         LC_ALL, LC_MESSAGES, LANG); by default the language of an enclosing
-        ``with tapemagic._i18n.language(...)`` block, else "auto".
+        ``with tapemagic._i18n.language(...)`` block, else ``%config TapeMagics.language`` where the
+        extension is loaded, else "auto".
 
     Returns
     -------
@@ -157,7 +157,8 @@ def tape(body: str | Callable[..., Any], sources: Sequence[Any] | Mapping[str, A
     engine = engine or default_engine()
     common = dict(targets=tuple(targets), order=order, jacobian=jacobian, hessian=hessian, persistent=persistent,
                   auto_watch=auto_watch, watch_sources=watch, forward=forward, check=check, eps=eps,
-                  eager=eager, display=display, explore=explore, ranges=tuple(tuple(r) for r in ranges))
+                  eager=eager, display=display, explore=explore, ranges=tuple(tuple(r) for r in ranges),
+                  graph=graph)
     if isinstance(body, str):
         names = tuple(sources or ())
         if any(not isinstance(name, str) for name in names):

@@ -32,8 +32,9 @@ class _Language(Unicode):  # type: ignore[type-arg]
         try:
             code = _i18n.resolve(value)
         except ValueError:
-            raise TraitError(_("TapeMagics.language must be one of {choices} (auto follows the locale), "
-                               "not {value}", choices=", ".join(_i18n.CHOICES), value=repr(value))) from None
+            with _i18n.language(obj.language if isinstance(obj, TapeMagics) else "auto"):  # the setting still held
+                raise TraitError(_("TapeMagics.language must be one of {choices} (auto follows the locale), "
+                                   "not {value}", choices=", ".join(_i18n.CHOICES), value=repr(value))) from None
         return "auto" if value.strip().lower() == "auto" else code
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -99,6 +100,8 @@ class TapeMagics(Magics):
             return None  # a trailing ';' hides the output, as in any IPython cell; -o still stored it
         if _explorable(result):
             return _show_explorer(result)
+        if _steppable(result):
+            return _show_stepper(result)
         return result
 
     def _refuse_builtin_sources(self, spec: Any) -> None:
@@ -157,10 +160,40 @@ def _show_explorer(result: Any) -> None:
     explorer.on_update = lambda bundle: handle.update(bundle, raw=True)
     sliders = explorer.box._repr_mimebundle_()
     # What a frontend without the widget shows (a terminal, an export without widget state): what they were.
-    sliders["text/plain"] = _("--explore sliders (they move while the kernel runs): {sliders}", sliders=", ".join(
-        _("{name} in [{low}, {high}]", name=name, low=f"{slider.min:g}", high=f"{slider.max:g}")
-        for name, slider in explorer.sliders.items()))
+    ranges = [_("{name} in [{low}, {high}]", name=name, low=f"{slider.min:g}", high=f"{slider.max:g}")
+              for name, slider in explorer.sliders.items()]
+    sliders["text/plain"] = _("--explore sliders (they move while the kernel runs): {sliders}", sliders=", ".join(ranges))
     display(sliders, raw=True)
+    return None
+
+
+def _steppable(result: Any) -> bool:
+    """--graph shows step controls under the graph where a frontend can render widgets (a kernel)."""
+    from .render import widget
+
+    return getattr(result, "graph", None) is not None and result.display != "text" and widget.in_kernel()
+
+
+def _show_stepper(result: Any) -> None:
+    """The static result (the whole graph) with a display id and the step controls below it; each step redraws
+    the graph in place, nothing runs again. Returns None: the result is shown here (-o stores it)."""
+    from IPython.display import display
+
+    from .render import widget
+
+    try:
+        stepper = widget.GraphStepper(result)
+    except ImportError:  # no ipywidgets: the static result alone
+        display(result)
+        return None
+    handle = display(stepper.bundle(), raw=True, display_id=True)
+    stepper.on_update = lambda bundle: handle.update(bundle, raw=True)
+    controls = stepper.box._repr_mimebundle_()
+    # What a frontend without the widget shows (a terminal, an export without widget state): what they were.
+    controls["text/plain"] = _("--graph step controls (they work while the kernel runs): forward pass 0 to "
+                               "{forward}, reverse pass 0 to {reverse}", forward=stepper.drawing.steps("forward"),
+                               reverse=stepper.drawing.steps("reverse"))
+    display(controls, raw=True)
     return None
 
 

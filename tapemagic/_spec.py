@@ -15,6 +15,7 @@ import unicodedata
 
 from . import _i18n
 from ._i18n import _
+from .render import wrap
 
 __all__ = ["TapeSpec", "SpecError", "parse_line", "split_line_magic", "HELP", "help_text"]
 
@@ -130,6 +131,10 @@ class TapeSpec:
             raise SpecError(_("--hvp needs the name of a vector, not {value}: %%tape x --hvp v", value=repr(self.hvp)))
         if self.ranges and not self.explore:
             raise SpecError(_("--range sets a slider of --explore: add --explore"))
+        if self.graph and self.explore:
+            raise SpecError(_("--graph draws the operations of the one real run, and --explore runs the cell again at "
+                              "each slider position: use one of them per cell (e.g. %%tape x --graph, then "
+                              "%%tape x --explore in another cell)"))
         ranged = [name for name, _low, _high in self.ranges]
         for name, low, high in self.ranges:
             if not low < high:
@@ -169,8 +174,28 @@ class _Parser(argparse.ArgumentParser):
     def format_help(self) -> str:
         text = super().format_help()
         if text.startswith("usage: "):  # argparse's own word, from its own (English) catalog
-            text = _("usage:") + " " + text[len("usage: "):]
+            text = _("usage: {usage}", usage=text[len("usage: "):])
         return text
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Help wrapped by the columns it takes: argparse counts characters and breaks lines only at spaces, so a
+    Chinese sentence (two columns a character, no spaces) would run on far past the terminal's edge."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        if not _wide(text):
+            return super()._split_lines(text, width)
+        return wrap.fill(" ".join(text.split()), width, indent="").splitlines()
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if not _wide(text):
+            return super()._fill_text(text, width, indent)
+        lines = wrap.fill(" ".join(text.split()), width - len(indent), indent="").splitlines()
+        return "\n".join(indent + line for line in lines)
+
+
+def _wide(text: str) -> bool:
+    return wrap.width(text) != len(text)
 
 
 def _argparse_message(message: str) -> str:
@@ -229,6 +254,7 @@ def _range(text: str) -> tuple[str, float, float]:
 def _build_parser() -> _Parser:
     parser = _Parser(
         prog="%%tape",
+        formatter_class=_Formatter,
         add_help=False,
         allow_abbrev=False,
         description=_(

@@ -393,8 +393,10 @@ def test_stepper_redraws_the_graph_without_running_anything():
     page = updates[-1]["text/html"]
     assert "forward pass, step 2 of 6: Square has run" in page and "value ?" in page
     assert updates[-1]["text/plain"] == r.to_text()
+    stepper.play.playing = True  # Play was running when the learner switched passes
     stepper.phase.value = "reverse"
     assert stepper.slider.max == 7 and stepper.slider.value == 0
+    assert not stepper.play.playing  # the new pass waits at its first step
     stepper.slider.value = 7
     assert "adjoint 24" in updates[-1]["text/html"] and "adjoint ?" not in updates[-1]["text/html"]
     stepper.phase.value = "all"

@@ -16,9 +16,11 @@ from typing import Any, Iterator
 
 import tensorflow as tf
 
+from .._i18n import _
 from .._result import SourceInfo, TapeResult, TargetResult, WatchedInfo
 from .._spec import SpecError, TapeSpec
-from . import effects as effects_, flow, guard, methods, why
+from . import effects as effects_, flow, guard, methods, why, words
+from . import graph as graph_
 from .derive import Derivatives, Recorder, widest
 from .sources import Source, as_variable, concrete_shape, leaves
 from .trace import TraceCache, wanted
@@ -42,8 +44,9 @@ def _tensorflow_warnings(notes: list[str]) -> Iterator[None]:
             if "retracing" in message:
                 return False  # TensorFlow's own pfor functions retrace: nothing the user did or can do
             first = (message.splitlines() or [""])[0][:240]  # not pfor's dumps of whole ops
-            if first and f"TensorFlow said: {first}" not in notes:
-                notes.append(f"TensorFlow said: {first}")
+            said = _("TensorFlow said: {message}", message=first)
+            if first and said not in notes:
+                notes.append(said)
             return False
         return True
 
@@ -89,21 +92,24 @@ class Engine:
         notes: list[str] = [source.note for source in sources if source.note]
         replays = needs_replays(spec)
         tracing = wanted(spec, sources)
+        if tracing and spec.graph:  # the graph is read from the ops of the real run and its tapes
+            tracing = False
+            notes.append(_("eager tapes: --graph draws the operations TensorFlow ran for the cell, with adjoints from the "
+                           "real run's tapes, so the cell is not traced"))
         static = body.effects() if (replays or tracing) else []
         first_sight = tracing and not (self.trace_first_run or spec.explore or self.traces.seen(body))
         self.traces.saw(body)
         if first_sight:
             tracing = False
             if not static:  # code that changes state is never traced: no trace to promise
-                notes.append("eager tapes: the first run of this code, so the derivatives come from the real run's "
-                             "tapes; a compiled trace pays for itself only when code runs again, so it is made if this "
-                             "runs again")
+                notes.append(_("eager tapes: the first run of this code, so the derivatives come from the real run's "
+                               "tapes; a compiled trace pays for itself only when code runs again, so it is made if this "
+                               "runs again"))
         if static and replays:
-            raise SpecError(
-                f"{' and '.join(replays)} would run the cell again, and a second run would change state: "
-                f"{'; '.join(static[:3])}. Run it without {' and '.join(replays)}, or move what changes state "
-                "into another cell (the derivatives themselves need only the one run)."
-            )
+            raise SpecError(_(
+                "{options} would run the cell again, and a second run would change state: {effects}. Run it without "
+                "{options}, or move what changes state into another cell (the derivatives themselves need only the "
+                "one run).", options=words.options(replays), effects=words.joined(static[:3])))
         if spec.hessian:  # a Hessian that cannot fit is refused before anything runs: a kernel must not die
             guard.check_sources(sources)
         if spec.order > 1:
@@ -119,7 +125,7 @@ class Engine:
                 return traced
         log = effects_.OpLog()
         with _tensorflow_warnings(notes), Recorder(spec, sources, tangents) as recorder:
-            with log.active():
+            with log.active(), graph_.recording(spec.graph, namespace, spec.auto_watch) as ops_run:
                 recorder.run(lambda: body.run(sources))
             naming = _VariableNames(namespace)
             recorder.first_order(naming, naming.frozen)
@@ -128,9 +134,9 @@ class Engine:
             tracing = tracing and not refused
             derived = None
             if tracing and seen:
-                notes.append(f"eager tapes: not traced, because tracing runs the cell's code again and a second run "
-                             f"could change state ({'; '.join(seen[:3])}); the derivatives come from the tapes of "
-                             "the one real run")
+                notes.append(_("eager tapes: not traced, because tracing runs the cell's code again and a second run "
+                               "could change state ({effects}); the derivatives come from the tapes of the one real run",
+                               effects=words.joined(seen[:3])))
             elif tracing:
                 with recorder.paused():
                     derived = self.traces.derive(spec, body, recorder.sources, recorder, notes)
@@ -140,15 +146,23 @@ class Engine:
             extra, method_notes, passes = methods.replayed(spec, body, recorder.sources, recorder.first, names, seen)
         notes.extend(method_notes)
         if spec.explore and seen:
-            notes.append(f"--explore has no sliders: each slider move runs the cell again, and a second run "
-                         f"would change state ({'; '.join(seen[:3])})")
+            notes.append(_("--explore has no sliders: each slider move runs the cell again, and a second run "
+                           "would change state ({effects})", effects=words.joined(seen[:3])))
         if spec.hessian and len({s.value.dtype for s in recorder.float_sources}) > 1:
-            notes.append(f"the Hessian is in {widest(recorder.float_sources).name}: the sources mix "
-                         f"{', '.join(sorted({s.value.dtype.name for s in recorder.float_sources}))}")
+            notes.append(_("the Hessian is in {dtype}: the sources mix {dtypes}", dtype=widest(recorder.float_sources).name,
+                           dtypes=", ".join(sorted({s.value.dtype.name for s in recorder.float_sources}))))
         if recorder.hvp is not None:
-            notes.append("--hvp: reverse-over-reverse, the gradient of ∇f·v taken from the tapes of the one real run")
+            notes.append(_("--hvp: reverse-over-reverse, the gradient of ∇f·v taken from the tapes of the one real run"))
         result = self._result(spec, body, names, recorder, derived, extra, notes, namespace, path, passes, seen, naming,
                               log.opaque, refused)
+        if spec.graph:  # after every tape has stopped: the graph's own reverse pass records nothing
+            graph, graph_notes, graph_passes = graph_.build(
+                ops_run, target_name=names[0], target=recorder.values.get(names[0]), tape=recorder.stack.tapes[0],
+                sources=recorder.sources, namespace=namespace, naming=naming, watched=recorder.watched,
+                reasons=dict(result.targets[0].reasons), body=body, forward=spec.forward, effects=seen, targets=names,
+                gradients=dict(result.targets[0].derivatives.get(1, {})))
+            result = dataclasses.replace(result, graph=graph, notes=tuple(dict.fromkeys((*result.notes, *graph_notes))),
+                                         passes={**result.passes, **graph_passes})
         return result
 
     def _function_traced(self, spec: TapeSpec, body: Any, sources: list[Source], notes: list[str]) -> TapeResult | None:

@@ -191,3 +191,77 @@ def nice_step(span: float) -> float:
 
 def _describe(values: dict[str, float]) -> str:
     return ", ".join(f"{name} = {numbers.scalar(value, 4)}" for name, value in values.items())
+
+
+class GraphStepper:
+    """Step controls for ``--graph``: a choice of what to show (everything, the forward pass, the reverse pass;
+    with ``--graph --forward`` also each source's tangents), a Play button and a step slider.
+
+    Nothing runs again: the graph is laid out once (:class:`tapemagic.render.graph.Drawing`) and each step only
+    redraws its SVG. ``on_update(bundle)`` receives each new static output (text/plain and text/html), exactly as
+    for :class:`Explorer`; the magic updates the displayed output in place, so the saved notebook holds the view
+    shown last (choose "all" to keep every value and adjoint there).
+    """
+
+    INTERVAL_MS = 900  # Play: one step every this many milliseconds
+
+    def __init__(self, result: Any, on_update: Callable[[dict[str, str]], None] | None = None) -> None:
+        import ipywidgets as w
+
+        from . import graph as graph_view
+
+        self.result = result
+        self.on_update = on_update
+        with _i18n.language(result.language):
+            self.drawing = graph_view.Drawing(result.graph, result.precision, result.max_elements)
+            self._controls(w, result)
+
+    def _controls(self, w: Any, result: Any) -> None:
+        self.phase = w.ToggleButtons(options=[(_("all"), "all"), (_("forward pass"), "forward"),
+                                              (_("reverse pass"), "reverse")], value="all")
+        sources = result.graph.forward_sources
+        self.direction = w.ToggleButtons(options=[(_("adjoints"), "")] + [(_("tangents for {source}", source=s), s)
+                                                                          for s in sources], value="")
+        self.direction.layout.display = "" if sources else "none"
+        self.play = w.Play(value=0, min=0, max=0, step=1, interval=self.INTERVAL_MS, disabled=True)
+        self.slider = w.IntSlider(value=0, min=0, max=0, description=_("step"), disabled=True,
+                                  continuous_update=True)
+        w.jslink((self.play, "value"), (self.slider, "value"))
+        self.phase.observe(self._phase_changed, names="value")
+        self.direction.observe(lambda change: self.update(), names="value")
+        self.slider.observe(lambda change: self.update(), names="value")
+        self.box = w.VBox([self.phase, self.direction, w.HBox([self.play, self.slider])])
+        self.box.add_class("tapemagic-graph-steps")
+
+    def _phase_changed(self, change: dict[str, Any]) -> None:
+        phase = change["new"]
+        stepping = phase != "all"
+        last = self.drawing.steps(phase) if stepping else 0
+        self.play.playing = False  # a new phase starts paused at its first step, not playing on by itself
+        with self.slider.hold_trait_notifications():
+            self.slider.value = 0
+            self.slider.max = last
+            self.play.max = last
+        self.slider.disabled = self.play.disabled = not stepping
+        self.update()
+
+    def view(self) -> tuple[str | None, int | None, str | None]:
+        """(phase, step, direction) as the controls stand."""
+        phase = None if self.phase.value == "all" else self.phase.value
+        return phase, (None if phase is None else int(self.slider.value)), (self.direction.value or None)
+
+    def graph_html(self) -> str:
+        from . import graph as graph_view
+
+        phase, step, direction = self.view()
+        return graph_view.html(self.result.graph, self.result.precision, self.result.max_elements, phase, step,
+                               direction if phase != "reverse" else None, drawing=self.drawing)
+
+    def bundle(self) -> dict[str, str]:
+        """The static output with the graph as the controls show it."""
+        with _i18n.language(self.result.language):  # a step comes outside the magic's language block
+            return {"text/plain": self.result.to_text(), "text/html": html.render(self.result, graph=self.graph_html())}
+
+    def update(self) -> None:
+        if self.on_update is not None:
+            self.on_update(self.bundle())
