@@ -117,6 +117,8 @@ def test_e21_forward_tangents_are_the_dual_numbers(shell):
     assert float(square.tangents["x"]) == 6.0 and float(square.tangents["y"]) == 0.0
     assert float(graph.named("x").tangents["x"]) == 1.0 and float(graph.named("x").tangents["y"]) == 0.0
     assert result.passes["graph_forward"] == 2
+    # --forward's own two passes and the graph's two: the result counts all four runs of the cell in forward mode
+    assert "passes: forward mode 4, reverse mode 1" in result.to_text()
     assert any("dual numbers" in note for note in graph.notes)
     assert any("--graph --forward ran the cell's code again" in note for note in result.notes)
 

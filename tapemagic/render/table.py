@@ -154,7 +154,7 @@ def extras(result: Any, target: Any) -> list[str]:
         passes = result.passes
         if passes:
             lines.append(_("passes: forward mode {forward}, reverse mode {reverse}",
-                           forward=passes.get("forward", 0), reverse=passes.get("reverse", 1)))
+                           forward=passes.get("forward", 0) + passes.get("graph_forward", 0), reverse=passes.get("reverse", 1)))
     if target.check is not None:
         lines.extend(str(report) for report in target.check.values())
     if target.hvp is not None:
