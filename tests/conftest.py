@@ -67,3 +67,23 @@ def trace_first_run(_shell: InteractiveShell):
     yield
     for engine, flag in zip(engines, before):
         engine.trace_first_run = flag
+
+
+@pytest.fixture
+def display_updates(monkeypatch) -> list:
+    """What the magic redraws in place, as (display_id, bundle), in a frontend that renders widgets: the
+    --explore sliders and the --graph step buttons update the static output through its display handle."""
+    import IPython.display
+
+    from tapemagic.render import widget
+
+    monkeypatch.setattr(widget, "in_kernel", lambda: True)
+    updates: list = []
+    original_update = IPython.display.DisplayHandle.update
+
+    def record(handle, obj, **kwargs):
+        updates.append((handle.display_id, obj))
+        return original_update(handle, obj, **kwargs)
+
+    monkeypatch.setattr(IPython.display.DisplayHandle, "update", record)
+    return updates

@@ -470,20 +470,11 @@ def test_the_magic_draws_forward_mode_tangents(shell):
     assert texts["f = AddV2"] == "tangent 10"
 
 
-def test_in_a_kernel_the_magic_adds_step_controls_that_redraw_in_place(shell, monkeypatch):
+def test_in_a_kernel_the_magic_adds_step_controls_that_redraw_in_place(shell, display_updates):
     from IPython.utils.capture import capture_output
-    import IPython.display
     from ipywidgets import Widget
 
-    monkeypatch.setattr(widget, "in_kernel", lambda: True)
-    updates: list = []
-    original_update = IPython.display.DisplayHandle.update
-
-    def record(handle, obj, **kwargs):
-        updates.append((handle.display_id, obj))
-        return original_update(handle, obj, **kwargs)
-
-    monkeypatch.setattr(IPython.display.DisplayHandle, "update", record)
+    updates = display_updates
     shell.run_cell("x = tf.Variable(3.0)\ny = tf.Variable(4.0)")
     with capture_output() as captured:
         returned = shell.run_cell_magic("tape", "x y --graph -o r", "f = x**2 * y + y + 2")

@@ -172,20 +172,10 @@ def test_without_ipywidgets_the_bundle_falls_back_to_html_and_text(monkeypatch):
 
 
 @pytest.mark.parametrize("display", ["auto", "html", "widget"])
-def test_the_magic_shows_explore_as_a_static_output_updated_in_place(shell, monkeypatch, display):
+def test_the_magic_shows_explore_as_a_static_output_updated_in_place(shell, display_updates, display):
     from IPython.utils.capture import capture_output
 
-    monkeypatch.setattr(widget, "in_kernel", lambda: True)
-    updates: list = []
-    import IPython.display
-
-    original_update = IPython.display.DisplayHandle.update
-
-    def record(handle, obj, **kwargs):
-        updates.append((handle.display_id, obj))
-        return original_update(handle, obj, **kwargs)
-
-    monkeypatch.setattr(IPython.display.DisplayHandle, "update", record)
+    updates = display_updates
     shell.run_cell("x = tf.Variable(3.0)\ny = tf.Variable(4.0)")
     with capture_output() as captured:
         returned = shell.run_cell_magic("tape", f"x y --explore --display {display} -o r", "f = x**2 * y + y + 2")
