@@ -120,7 +120,7 @@ def test_e21_forward_tangents_are_the_dual_numbers(shell):
     # --forward's own two passes and the graph's two: the result counts all four runs of the cell in forward mode
     assert "passes: forward mode 4, reverse mode 1" in result.to_text()
     assert any("dual numbers" in note for note in graph.notes)
-    assert any("--graph --forward ran the cell's code again" in note for note in result.notes)
+    assert any("--graph --forward ran the cell's code 2 more times" in note for note in result.notes)
 
 
 def test_forward_tangents_of_a_tensor_source_follow_all_ones(shell):
@@ -505,3 +505,21 @@ def test_no_auto_watch_variables_are_named_and_not_watched(shell):
     assert float(graph.named("x").adjoint) == 3.0
     y = graph.named("y")
     assert y.kind == CONSTANT and y.adjoint is None and "not watched" in y.adjoint_reason
+
+
+def test_no_graph_replay_after_a_check_replay_was_caught_changing_state(shell):
+    # --check's runs at x ± step take a branch that assigns, in library code the analysis trusts (a function
+    # compiled under a site-packages file name): TensorFlow's op log catches it, and then no further run may
+    # be made, the graph's forward-mode passes included.
+    import os
+    import sysconfig
+    library_file = os.path.join(sysconfig.get_paths()["purelib"], "a_library_tapemagic_trusts.py")
+    shell.user_ns["library_file"] = library_file
+    shell.run_cell("x = tf.Variable(2.0)\nv = tf.Variable(0.0)\nspace = {'tf': tf, 'v': v}\n"
+                   "exec(compile('def bump(t):\\n    if float(t) != 2.0:\\n        v.assign_add(1.0)\\n    return t', "
+                   "library_file, 'exec'), space)\nbump = space['bump']")
+    result, graph = graph_of(shell, "x --forward --check", "y = x ** 2 + 0.0 * bump(x)")
+    assert float(shell.user_ns["v"]) == 1.0  # the one --check run that was caught, and no other
+    assert "graph_forward" not in result.passes and graph.forward_sources == ()
+    assert any("no further run was made" in note for note in result.notes)
+    assert float(graph.named("x").adjoint) == 4.0  # the reverse pass comes from the one real run

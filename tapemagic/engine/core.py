@@ -143,7 +143,9 @@ class Engine:
             path = "eager" if derived is None else "traced"
             if derived is None:
                 derived = recorder.rest(why.opaque(log.opaque), skip_jacobian=set(refused))
-            extra, method_notes, passes = methods.replayed(spec, body, recorder.sources, recorder.first, names, seen)
+            extra, method_notes, passes, caught = methods.replayed(spec, body, recorder.sources, recorder.first, names,
+                                                                   seen)
+            seen = seen + [effect for effect in caught if effect not in seen]  # a replay was caught: no further run
         notes.extend(method_notes)
         if spec.explore and seen:
             notes.append(_("--explore has no sliders: each slider move runs the cell again, and a second run "

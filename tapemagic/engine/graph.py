@@ -47,6 +47,7 @@ import tensorflow as tf
 
 from .._graph import CONSTANT, OP, SOURCE, GraphEdge, GraphGroup, GraphNode, TapeGraph
 from .._i18n import _
+from . import words
 from .sources import Source, as_variable, is_float
 
 __all__ = ["OpRecorder", "build", "MAX_OPS", "recording"]
@@ -889,9 +890,10 @@ class _Builder:
 
 # -- forward mode ------------------------------------------------------------------------------------
 def _tangents(builder: _Builder, body: Any, everything: list[Source], notes: list[str],
-              result_notes: list[str]) -> tuple[dict[str, list[Any]], tuple[str, ...], int]:
+              result_notes: list[str]) -> tuple[dict[str, list[Any]], tuple[str, ...], int, bool]:
     """One ForwardAccumulator replay per float source, recorded like the real run; each node's tangent
-    is read where the replay ran the same ops in the same order."""
+    is read where the replay ran the same ops in the same order. Returns the tangents, the sources,
+    how many replays ran (one caught changing state included), and whether one was caught."""
     from .body import ReplayLeftTrace
 
     sources = [s for s in everything if s.differentiable]
@@ -906,13 +908,15 @@ def _tangents(builder: _Builder, body: Any, everything: list[Source], notes: lis
         replay = OpRecorder(cap=builder.recorder.cap)
         try:
             with tf.autodiff.ForwardAccumulator(source.value, direction) as accumulator:
-                with replay:
-                    body.replay(everything)
-                passes += 1
+                try:
+                    with replay:
+                        body.replay(everything)
+                finally:
+                    passes += 1  # a replay caught changing state ran too
                 if [r.type for r in replay.ops] != ops_real or replay.left_out != builder.recorder.left_out:
                     notes.append(_("--forward: the replay for {source} ran other operations than the real run (the "
                                    "code took another path), so the graph shows no tangents", source=source.name))
-                    return {}, (), passes
+                    return {}, (), passes, False
                 index = {id(r): i for i, r in enumerate(builder.recorder.ops)}
                 tangents: list[Any] = [None] * len(builder.nodes)
                 for position, record in zip(op_positions, real_records):
@@ -928,12 +932,12 @@ def _tangents(builder: _Builder, body: Any, everything: list[Source], notes: lis
             notes.append(_("--forward stopped: a replay ran what the real run had not ({effects}); no further run was "
                            "made, and the graph shows no tangents", effects=str(error)))
             result_notes.append(notes[-1])
-            return {}, (), passes
+            return {}, (), passes, True
         except Exception as error:  # noqa: BLE001 - forward mode failing must not lose the graph
             first = (str(error).strip().splitlines() or [""])[0][:200]
             notes.append(_("--forward: TensorFlow's forward mode failed going through the cell ({error}); the graph "
                            "shows no tangents", error=f"{type(error).__name__}: {first}"))
-            return {}, (), passes
+            return {}, (), passes, False
         for position, node in enumerate(builder.nodes):
             if node.kind == OP:
                 continue
@@ -943,8 +947,7 @@ def _tangents(builder: _Builder, body: Any, everything: list[Source], notes: lis
             if node.source is source:
                 tangents[position] = _numpy(direction)
             else:
-                shape = leaf.shape if node.variable is not None else leaf.shape
-                tangents[position] = np.zeros(tuple(shape), dtype=tf.as_dtype(leaf.dtype).as_numpy_dtype)
+                tangents[position] = np.zeros(tuple(leaf.shape), dtype=tf.as_dtype(leaf.dtype).as_numpy_dtype)
         found[source.name] = tangents
     scalar = all(not s.value.shape.rank for s in sources)
     notes.append(_("--graph --forward: one ForwardAccumulator pass per source, each a replay of the cell; the direction "
@@ -953,7 +956,7 @@ def _tangents(builder: _Builder, body: Any, everything: list[Source], notes: lis
                  if not scalar else
                  _("--graph --forward: one ForwardAccumulator pass per source, each a replay of the cell with that "
                    "source's tangent 1 and the others' 0 (the dual numbers a + bε of forward mode)"))
-    return found, tuple(s.name for s in sources), passes
+    return found, tuple(s.name for s in sources), passes, False
 
 
 # -- entry point -------------------------------------------------------------------------------------
@@ -1005,18 +1008,21 @@ def _build(recorder: OpRecorder, *, target_name: str, target: Any, tape: tf.Grad
     if forward:
         if effects:
             notes.append(_("--graph --forward: no tangents, because each forward pass runs the cell again and a second "
-                           "run would change state ({effects})", effects="; ".join(effects[:3])))
+                           "run would change state ({effects})", effects=words.joined(effects[:3])))
         else:
-            tangents, forward_sources, count = _tangents(builder, body, list(sources), notes, result_notes)
+            tangents, forward_sources, count, caught = _tangents(builder, body, list(sources), notes, result_notes)
             passes["graph_forward"] = count
-            if count and getattr(body, "kind", "") == "cell":
-                result_notes.append(_("--graph --forward ran the cell's code again, once per source ({count} runs), "
-                                      "on a copy of the namespace as it was before the cell, printing nothing; the "
-                                      "cell changes no state, so this left no trace", count=count))
-            elif count:
-                result_notes.append(_("--graph --forward ran the function again, once per source ({count} runs), "
-                                      "with its printed output swallowed; it changes no state, so this left no trace",
+            if caught:
+                pass  # the note says what the replay was caught doing, and that no further run was made
+            elif count and getattr(body, "kind", "") == "cell":
+                result_notes.append(_("--graph --forward ran the cell's code {count} more times (forward-mode passes, "
+                                      "one per source), on a copy of the namespace as it was before "
+                                      "the cell, printing nothing; the cell changes no state, so this left no trace",
                                       count=count))
+            elif count:
+                result_notes.append(_("--graph --forward ran the function {count} more times (forward-mode passes, "
+                                      "one per source), with its printed output swallowed; it changes "
+                                      "no state, so this left no trace", count=count))
     graph = builder.graph(edges, tangents, forward_sources, notes)
     return graph, result_notes, passes
 

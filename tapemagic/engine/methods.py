@@ -44,9 +44,10 @@ def tangents_for(spec: TapeSpec, body: Any, sources: list[Source], namespace: di
 
 
 def replayed(spec: TapeSpec, body: Any, everything: list[Source], first: dict[str, dict[str, Any]],
-             names: tuple[str, ...], effects: list[str]) -> tuple[dict[str, dict[str, Any]], list[str], dict[str, int]]:
+             names: tuple[str, ...], effects: list[str]) -> tuple[dict[str, dict[str, Any]], list[str], dict[str, int], list[str]]:
     """--forward and --check: both run the body again, which only happens when that leaves no trace.
-    Returns, by kind ("forward", "check") and target, the results; notes; and pass counts."""
+    Returns, by kind ("forward", "check") and target, the results; notes; pass counts; and what a
+    replay was caught doing that the real run had not (then no further run may be made)."""
     sources = [s for s in everything if s.differentiable]
     out: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
@@ -61,7 +62,7 @@ def replayed(spec: TapeSpec, body: Any, everything: list[Source], first: dict[st
             problem = _("not run: a second run would change state ({effect})", effect=effects[0])
             out["check"] = {name: {s.name: CheckReport(name, s.name, False, 0, 0, 0, 0, 0, 0, problem=problem)
                                    for s in sources} for name in names}
-        return out, notes, passes
+        return out, notes, passes, []
     try:
         if spec.forward:
             try:
@@ -95,7 +96,8 @@ def replayed(spec: TapeSpec, body: Any, everything: list[Source], first: dict[st
                        "({effects}), in code tapemagic could not read; that one run may have changed state, and no "
                        "further run was made. The derivatives shown come from the tapes of the real run.",
                        effects=joined(error.effects)))
-    return out, notes, passes
+        return out, notes, passes, list(error.effects)
+    return out, notes, passes, []
 
 
 def forward(body: Any, everything: list[Source], sources: list[Source], names: tuple[str, ...]) -> tuple[dict[str, Any], int]:
