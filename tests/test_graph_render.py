@@ -582,9 +582,21 @@ def test_the_environment_can_pin_the_layout(monkeypatch):
     monkeypatch.setenv(layout.ENVIRONMENT, "fallback")
     assert G.Drawing(e17()).placement.engine == "fallback"
     assert G.Drawing(e17(), engine="dot").placement.engine == ("dot" if layout.dot_available() else "fallback")
-    monkeypatch.setenv(layout.ENVIRONMENT, "neato")
-    with pytest.raises(ValueError, match="TAPEMAGIC_GRAPH_LAYOUT must be one of auto, dot, fallback, not 'neato'"):
-        G.Drawing(e17())
+    monkeypatch.setenv(layout.ENVIRONMENT, "neato")  # a bad value: the cell has run, so it is drawn anyway, with a note
+    drawing = G.Drawing(e17())
+    assert drawing.placement.engine == ("dot" if layout.dot_available() else "fallback")
+    assert "TAPEMAGIC_GRAPH_LAYOUT is 'neato', which is not one of auto, dot, fallback" in drawing.placement.note
+    assert "TAPEMAGIC_GRAPH_LAYOUT is &#x27;neato&#x27;" in G.html(e17())
+
+
+def test_whatever_dot_does_wrong_the_graph_is_drawn_without_it(monkeypatch):
+    def broken(*args, **kwargs):
+        raise IndexError("a reply dot was not expected to give")
+
+    monkeypatch.setattr(layout, "_dot", broken)
+    monkeypatch.setattr(layout.shutil, "which", lambda name: "/usr/bin/dot")
+    placement = layout.place([layout.Box("a", 40, 20), layout.Box("b", 40, 20)], [("a", "b")])
+    assert placement.engine == "fallback" and "dot failed (IndexError)" in placement.note
 
 
 def test_faded_nodes_keep_their_text_readable_in_both_themes():
@@ -654,3 +666,18 @@ def test_a_folded_group_shows_its_output_once_its_last_op_has_run():
     now = [g.get("data-node") for g in root.iter(f"{SVG}g") if "tm-g-now" in g.get("class", "").split()
            and g.get("data-node")]
     assert now == ["g0"]  # the step's op is inside the folded box: the box is lit
+
+
+def test_a_tensor_box_in_chinese_shows_its_shape_once(shell):
+    """A summarised tensor's box line has no second 'shape (20,)' (in Chinese 形状): it is on the line above."""
+    shell.run_cell("%config TapeMagics.language = 'zh'")
+    try:
+        shell.run_cell("v = tf.Variable(tf.linspace(0.0, 1.0, 20))")
+        shell.run_cell_magic("tape", "v --graph -o r --display none", "f = tf.reduce_sum(tf.sin(v) * v)")
+    finally:
+        shell.run_cell("%config TapeMagics.language = 'en'")
+    svg = shell.user_ns["r"].to_html().split("</svg>")[0]
+    lines = re.findall(r"<tspan[^>]*>([^<]*)</tspan>", svg)
+    assert sum("(20,) float32" in line for line in lines) >= 3  # v, Sin, Mul
+    assert [line for line in lines if line.startswith(("值", "伴随值"))]
+    assert not [line for line in lines if "形状" in line or "(20,)" in line and not line.endswith("float32")]

@@ -312,7 +312,7 @@ class Drawing:
         if key not in self._formatted:
             text = numbers.array(value, self.precision, limit)
             if limit == self.max_elements:  # a summary in a box: its shape is on the line above
-                text = text.removeprefix(f"shape {numbers.shape(numbers.as_array(value).shape)} ")
+                text = text.removeprefix(_("shape {shape}", shape=numbers.shape(numbers.as_array(value).shape)) + " ")
             self._formatted[key] = text
         return self._formatted[key]
 

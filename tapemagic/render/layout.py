@@ -30,6 +30,8 @@ import subprocess
 from collections import defaultdict
 from typing import Sequence
 
+from .._i18n import _
+
 __all__ = ["Box", "Cluster", "Route", "Placement", "place", "dot_available", "MARGIN", "DOT_TIMEOUT_S"]
 
 MARGIN = 8.0            # around the whole drawing
@@ -93,20 +95,25 @@ def place(boxes: Sequence[Box], edges: Sequence[tuple[str, str]], clusters: Sequ
     else the fallback), "dot" (the fallback only if dot is absent or fails) or "fallback"."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, not {engine!r}")
+    note = None
     if engine == "auto":
         engine = os.environ.get(ENVIRONMENT, "").strip().lower() or "auto"
-        if engine not in ENGINES:
-            raise ValueError(f"the environment variable {ENVIRONMENT} must be one of {', '.join(ENGINES)}, not "
-                             f"{os.environ[ENVIRONMENT]!r}: set it to fallback (pure Python) or dot, or unset it")
+        if engine not in ENGINES:  # the cell has run: draw it anyway, and say how to set the variable
+            note = _("the environment variable {variable} is {value}, which is not one of {choices}: the graph is "
+                     "laid out as if it were unset (set it to fallback or dot, or unset it)", variable=ENVIRONMENT,
+                     value=repr(os.environ[ENVIRONMENT]), choices=", ".join(ENGINES))
+            engine = "auto"
     if engine != "fallback" and boxes:
         executable = shutil.which("dot")
         if executable is not None:
             try:
-                return _dot(executable, boxes, edges, clusters)
-            except (OSError, subprocess.SubprocessError, ValueError, KeyError) as error:
-                placed = _fallback(boxes, edges, clusters)
-                return dataclasses.replace(placed, note=f"dot failed ({type(error).__name__}); laid out without it")
-    return _fallback(boxes, edges, clusters)
+                placed = _dot(executable, boxes, edges, clusters)
+                return dataclasses.replace(placed, note=note) if note else placed
+            except Exception as error:  # noqa: BLE001 - whatever dot did, the pure-Python layout draws the graph
+                return dataclasses.replace(_fallback(boxes, edges, clusters), note=_(
+                    "Graphviz's dot failed ({error}); the graph is laid out without it", error=type(error).__name__))
+    placed = _fallback(boxes, edges, clusters)
+    return dataclasses.replace(placed, note=note) if note else placed
 
 
 # -- Graphviz ---------------------------------------------------------------------------------------------
