@@ -11,6 +11,7 @@ order and a reverse pass steps through them backwards.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Iterator, Mapping
 
 __all__ = ["GraphNode", "GraphEdge", "GraphGroup", "TapeGraph"]
@@ -108,9 +109,24 @@ class TapeGraph:
     def node(self, node_id: int) -> GraphNode:
         return self.nodes[self._index[node_id]]
 
-    @property
+    # Built once per graph (the record is frozen): a drawing asks for nodes and edges by id many times.
+    @functools.cached_property
     def _index(self) -> dict[int, int]:
         return {node.id: position for position, node in enumerate(self.nodes)}
+
+    @functools.cached_property
+    def _inputs(self) -> dict[int, list[GraphEdge]]:
+        found: dict[int, list[GraphEdge]] = {}
+        for edge in self.edges:
+            found.setdefault(edge.target, []).append(edge)
+        return {node_id: sorted(edges, key=lambda edge: edge.index) for node_id, edges in found.items()}
+
+    @functools.cached_property
+    def _users(self) -> dict[int, list[GraphEdge]]:
+        found: dict[int, list[GraphEdge]] = {}
+        for edge in self.edges:
+            found.setdefault(edge.source, []).append(edge)
+        return found
 
     def named(self, name: str) -> GraphNode:
         """The node the cell called ``name`` (KeyError if none)."""
@@ -120,10 +136,10 @@ class TapeGraph:
         raise KeyError(f"no node is named {name!r}; named nodes: {', '.join(n.name for n in self.nodes if n.name)}")
 
     def inputs(self, node_id: int) -> list[GraphEdge]:
-        return sorted((edge for edge in self.edges if edge.target == node_id), key=lambda edge: edge.index)
+        return list(self._inputs.get(node_id, ()))
 
     def users(self, node_id: int) -> list[GraphEdge]:
-        return [edge for edge in self.edges if edge.source == node_id]
+        return list(self._users.get(node_id, ()))
 
     def forward_order(self) -> Iterator[GraphNode]:
         return iter(self.nodes)
