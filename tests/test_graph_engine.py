@@ -47,9 +47,10 @@ def independent(code: str, namespace: dict, watch: list[str], names: list[str], 
     return found
 
 
-def contributions_add_up(graph: TapeGraph) -> int:
+def contributions_add_up(graph: TapeGraph, minimum: int = 1) -> int:
     """For every node with an adjoint and users (but the target, whose adjoint is the seed), the
-    contributions on the edges leaving its first output add up to the adjoint. Returns how many were checked."""
+    contributions on the edges leaving its first output add up to the adjoint. Returns how many were checked,
+    at least ``minimum`` (a graph with no adjoints at all would check nothing)."""
     target = next((node.id for node in graph.nodes if node.name == graph.target and node.kind == OP), None)
     checked = 0
     for node in graph.nodes:
@@ -64,6 +65,7 @@ def contributions_add_up(graph: TapeGraph) -> int:
         np.testing.assert_allclose(total, node.adjoint, rtol=1e-4, atol=1e-5,
                                    err_msg=f"node {node.id} {node.label}: contributions {[e.contribution for e in users]}")
         checked += 1
+    assert checked >= minimum, f"only {checked} nodes had an adjoint and users to check"
     return checked
 
 
