@@ -39,12 +39,13 @@ _CATALOGS: dict[str, dict[str, str]] = {}
 
 def resolve(code: str | None, environ: Any = None) -> str:
     """The language for ``code``: "en", "zh", or "auto" (also None), which follows the locale
-    (``LC_ALL``, then ``LC_MESSAGES``, then ``LANG``, as gettext reads them): any Chinese locale
+    (``LANGUAGE``, then ``LC_ALL``, ``LC_MESSAGES`` and ``LANG``, in the order Python's gettext reads
+    them; the first one set decides): any Chinese locale
     (zh_CN, zh_SG, zh_TW, zh_HK, ...) gives "zh" (Simplified Chinese: there is no Traditional
     catalog yet), anything else English. An unknown code raises ValueError saying the choices."""
     if code is None or code == "auto":
         environ = os.environ if environ is None else environ
-        for variable in ("LC_ALL", "LC_MESSAGES", "LANG", "LANGUAGE"):
+        for variable in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"):
             value = environ.get(variable, "")
             if value:
                 head = value.split(":")[0].split(".")[0].split("@")[0].replace("-", "_").lower()

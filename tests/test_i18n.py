@@ -396,6 +396,7 @@ def test_an_unknown_language_is_refused_naming_the_choices(zh, caplog):
 @pytest.mark.parametrize("variable, value, speaks", [
     ("LANG", "zh_CN.UTF-8", "zh"), ("LANG", "zh_TW.UTF-8", "zh"), ("LC_ALL", "zh_HK.UTF-8", "zh"),
     ("LC_MESSAGES", "zh_SG", "zh"), ("LANG", "en_US.UTF-8", "en"), ("LANG", "C.UTF-8", "en"),
+    ("LANGUAGE", "zh_CN:en", "zh"),
 ])
 def test_auto_follows_the_locale(shell, locale_env, variable, value, speaks):
     locale_env.setenv(variable, value)
@@ -405,6 +406,14 @@ def test_auto_follows_the_locale(shell, locale_env, variable, value, speaks):
     assert r.language == speaks
     assert text.startswith("梯度带：y = 9" if speaks == "zh" else "tape: y = 9")
     assert help_page(shell).count("用法：%%tape") == (speaks == "zh")
+
+
+def test_language_comes_before_lang_as_in_gettext(locale_env):
+    from tapemagic._i18n import resolve
+
+    locale_env.setenv("LANG", "zh_CN.UTF-8")
+    locale_env.setenv("LANGUAGE", "en_US:en")
+    assert resolve("auto") == "en"
 
 
 def test_the_python_api_in_chinese(shell, locale_env):
