@@ -359,7 +359,8 @@ class Drawing:
         parts = [f"#{self.position[node.id]} {node.label}" + (f" ({node.op})" if node.op != node.label else "")]
         roles = self.roles(node)
         if roles:
-            parts.append(", ".join(roles))
+            # Translators: joins the roles of a node, e.g. "source, does not reach f".
+            parts.append(_(", ").join(roles))
         parts.append(f"{numbers.shape(node.shape)} {node.dtype}".strip())
         value = "—" if node.value is None else self._num(node.value, HOVER_ELEMENTS)
         parts.append(_("value = {value}", value=value))
@@ -727,7 +728,8 @@ def _table(drawing: Drawing) -> str:
         remarks = drawing.roles(node)
         if node.adjoint is None and node.kind != CONSTANT:
             remarks.append(drawing.why_none(node, None))
-        out += f'<td>{escape("; ".join(remarks))}</td>'
+        remarked = _("; ").join(remarks)
+        out += f"<td>{escape(remarked)}</td>"
         rows.append(f"<tr>{out}</tr>")
     head = "".join(f"<th>{escape(h)}</th>" for h in heads)
     body = (f'<table class="tm-values tm-graph-nodes"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
