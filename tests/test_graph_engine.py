@@ -525,3 +525,17 @@ def test_no_graph_replay_after_a_check_replay_was_caught_changing_state(shell):
     assert "graph_forward" not in result.passes and graph.forward_sources == ()
     assert any("no further run was made" in note for note in result.notes)
     assert float(graph.named("x").adjoint) == 4.0  # the reverse pass comes from the one real run
+
+
+def test_a_custom_gradient_that_calls_a_tf_function_sends_its_gradient_along_the_edge_in(shell):
+    # The op the input feeds sits in the tf.function's group, inside the custom gradient's: the edge into it
+    # still carries the custom gradient (3 per element), so the input's contributions add up to its adjoint.
+    shell.run_cell("@tf.function\ndef inner(t):\n    return tf.sin(t) * 2.0\n\n"
+                   "@tf.custom_gradient\ndef scaled(t):\n    return inner(t), lambda upstream: upstream * 3.0\n\n"
+                   "x = tf.Variable([1.0, 2.0])")
+    result, graph = graph_of(shell, "x", "out = tf.reduce_sum(scaled(x))")
+    np.testing.assert_allclose(graph.named("x").adjoint, [3.0, 3.0])
+    np.testing.assert_allclose(result.gradients["x"], [3.0, 3.0])
+    into = [edge for edge in graph.users(graph.named("x").id)]
+    assert into and any(edge.contribution is not None for edge in into)
+    contributions_add_up(graph)

@@ -567,8 +567,8 @@ class _Builder:
         for position, node in enumerate(self.nodes):
             if node.kind != OP:
                 continue
-            if node.inner or node.custom_outputs:
-                custom.setdefault(node.group, []).append(position)
+            if node.inner or node.custom_outputs:  # one call of a custom gradient, whatever group inside it ran the op
+                custom.setdefault(self._custom_group_id(node), []).append(position)
                 continue
             contributions, locals_ = self._vjp(node)
             for (source, output, index), contribution, local in zip(node.inputs, contributions, locals_):
@@ -833,11 +833,17 @@ class _Builder:
                 node.reason = _("does not reach the target {target}: no recorded path leads from it to the target",
                                 target=self.target_name)
 
-    def _custom_group(self, node: _Built) -> str:
-        """The name of the innermost custom gradient a node was computed in."""
+    def _custom_group_id(self, node: _Built) -> int | None:
+        """The innermost custom gradient group a node was computed in (a layer or tf.function inside it may
+        be the node's own group)."""
         group = node.group
         while group is not None and self.groups[group].kind != "custom_gradient":
             group = self.groups[group].parent
+        return group
+
+    def _custom_group(self, node: _Built) -> str:
+        """The name of the innermost custom gradient a node was computed in."""
+        group = self._custom_group_id(node)
         return self.groups[group].name if group is not None else "custom_gradient"
 
     def _downstream_of_target(self) -> dict[int, set[int]]:
