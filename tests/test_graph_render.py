@@ -670,12 +670,14 @@ def test_a_folded_group_shows_its_output_once_its_last_op_has_run():
 
 def test_a_tensor_box_in_chinese_shows_its_shape_once(shell):
     """A summarised tensor's box line has no second 'shape (20,)' (in Chinese 形状): it is on the line above."""
+    magics = next(c for c in shell.configurables if type(c).__name__ == "TapeMagics")
+    before = magics.language
     shell.run_cell("%config TapeMagics.language = 'zh'")
     try:
         shell.run_cell("v = tf.Variable(tf.linspace(0.0, 1.0, 20))")
         shell.run_cell_magic("tape", "v --graph -o r --display none", "f = tf.reduce_sum(tf.sin(v) * v)")
     finally:
-        shell.run_cell("%config TapeMagics.language = 'en'")
+        magics.language = before  # as the session had it (other tests rely on the default, "auto")
     svg = shell.user_ns["r"].to_html().split("</svg>")[0]
     lines = re.findall(r"<tspan[^>]*>([^<]*)</tspan>", svg)
     assert sum("(20,) float32" in line for line in lines) >= 3  # v, Sin, Mul

@@ -22,10 +22,10 @@ import numpy as np
 
 from .._graph import CONSTANT, OP, SOURCE, GraphEdge, GraphGroup, GraphNode, TapeGraph
 from .._i18n import _
-from . import layout, numbers, wrap
+from . import layout, numbers, table, wrap
 from .style import variable
 
-__all__ = ["Drawing", "svg", "html", "text", "steps", "section_title", "STYLE", "FOLD_ABOVE", "PHASES"]
+__all__ = ["Drawing", "svg", "html", "text", "section_title", "STYLE", "FOLD_ABOVE", "PHASES"]
 
 FOLD_ABOVE = 120        # op nodes; above this, each outermost group (layer, function) is drawn as one box
 REPEAT_FROM = 4         # users: a source or constant feeding this many boxes is drawn again beside each user
@@ -597,9 +597,8 @@ def _group_title(group: GraphGroup) -> str:
 
 
 def _derivative(target: str, of: str) -> str:
-    target = target if target.isidentifier() else f"({target})"
-    of = of if (of.isidentifier() or of == "·") else f"({of})"
-    return f"∂{target}/∂{of}"
+    """∂f/∂x as the table writes it; a node's label that is no name in parentheses, ∂f/∂(x²)."""
+    return table.derivative_label(target, of if (of.isidentifier() or of == "·") else f"({of})", 1)
 
 
 def _arrow(points: Sequence[tuple[float, float]], classes: str) -> str:
@@ -640,12 +639,6 @@ def svg(graph: TapeGraph, precision: int = 4, phase: str | None = None, step: in
         direction: str | None = None, max_elements: int = 12, engine: str = "auto") -> str:
     """The graph as inline SVG at one phase and step (``phase=None``: all values and adjoints)."""
     return Drawing(graph, precision, max_elements, engine).svg(phase, step, direction)
-
-
-def steps(graph: TapeGraph, phase: str | None) -> int:
-    """The last step of ``phase`` (forward: 0 .. nodes - 1; reverse: 0 .. nodes)."""
-    n = len(graph.nodes)
-    return {"forward": max(n - 1, 0), "reverse": n}.get(phase or "", 0)
 
 
 def html(graph: TapeGraph, precision: int = 4, max_elements: int = 12, phase: str | None = None,
