@@ -273,7 +273,7 @@ def _fallback(boxes: Sequence[Box], edges: Sequence[tuple[str, str]], clusters: 
     for (key, side), items in ends.items():
         items.sort()
         span = size[key][0] * 0.6
-        for j, (_, i) in enumerate(items):
+        for j, (_x, i) in enumerate(items):
             offset[(i, side)] = 0.0 if len(items) == 1 else -span / 2 + span * j / (len(items) - 1)
     routes = []
     for i, chain in enumerate(chains):
@@ -338,7 +338,7 @@ def _order(rows: list[list[str]], up: dict[str, list[str]], down: dict[str, list
         cluster_centre = {c: sum(v) / len(v) for c, v in by_cluster.items() if c is not None}
         row.sort(key=lambda key: (cluster_centre.get(top_cluster.get(key), centre[key]), centre[key], current[key]))
 
-    for _ in range(sweeps):
+    for _sweep in range(sweeps):
         for i in range(1, len(rows)):
             sort(rows[i], up, {key: j for j, key in enumerate(rows[i - 1])})
         for i in range(len(rows) - 2, -1, -1):
