@@ -87,3 +87,15 @@ def display_updates(monkeypatch) -> list:
 
     monkeypatch.setattr(IPython.display.DisplayHandle, "update", record)
     return updates
+
+
+def define_trusted_bump(shell: InteractiveShell, x: float, condition: str) -> None:
+    """x = tf.Variable(x), v = tf.Variable(0.0), and bump(t), which adds 1 to v when ``condition`` (about
+    float(t)) holds: library code the analysis trusts (compiled under a site-packages file name), so only
+    TensorFlow's op log sees the assignment, during a replay at another value."""
+    import sysconfig
+
+    shell.user_ns["library_file"] = os.path.join(sysconfig.get_paths()["purelib"], "a_library_tapemagic_trusts.py")
+    shell.run_cell(f"x = tf.Variable({x!r})\nv = tf.Variable(0.0)\nspace = {{'tf': tf, 'v': v}}\n"
+                   f"exec(compile('def bump(t):\\n    if {condition}:\\n        v.assign_add(1.0)\\n    return t', "
+                   "library_file, 'exec'), space)\nbump = space['bump']")

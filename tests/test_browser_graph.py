@@ -115,18 +115,25 @@ def ops(state: list[dict]) -> list[dict]:
 # The --graph notebook
 # ----------------------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def graph_lab(server: Server, browser: Any) -> Iterator[Any]:
-    """E17 with --graph, and with --graph --forward, run in JupyterLab (a workspace of its own)."""
-    write_cells(server.root / "graph.ipynb", [SETUP, f"%%tape x y --graph\n{E17}", f"%%tape x y --graph --forward\n{E17}"])
+def workspace(server: Server, browser: Any, name: str, cells: list[str]) -> Iterator[Any]:
+    """A notebook of ``cells`` written as NAME.ipynb and run in JupyterLab, in a workspace of its own; its
+    kernels are shut down afterwards."""
+    write_cells(server.root / f"{name}.ipynb", cells)
     page = browser.new_page(viewport=TALL)
     try:
-        open_and_run(page, server.url("lab/workspaces/graph/tree/graph.ipynb"))
+        open_and_run(page, server.url(f"lab/workspaces/{name}/tree/{name}.ipynb"))
         yield page
     finally:
         page.close()
         for session in server.api("sessions"):
             server.api(f"sessions/{session['id']}", method="DELETE")
+
+
+@pytest.fixture(scope="module")
+def graph_lab(server: Server, browser: Any) -> Iterator[Any]:
+    """E17 with --graph, and with --graph --forward, run in JupyterLab (a workspace of its own)."""
+    yield from workspace(server, browser, "graph",
+                         [SETUP, f"%%tape x y --graph\n{E17}", f"%%tape x y --graph --forward\n{E17}"])
 
 
 def graph_cell(page: Any, index: int) -> tuple[Any, Any, Any]:
@@ -388,15 +395,7 @@ def zh(message: str, **fields: Any) -> str:
 @pytest.fixture(scope="module")
 def zh_lab(server: Server, browser: Any) -> Iterator[Any]:
     """E17 plain, an --explore cell and E17 with --graph, after %config TapeMagics.language = "zh"."""
-    write_cells(server.root / "zh.ipynb", [ZH_SETUP, *ZH_CELLS])
-    page = browser.new_page(viewport=TALL)
-    try:
-        open_and_run(page, server.url("lab/workspaces/zh/tree/zh.ipynb"))
-        yield page
-    finally:
-        page.close()
-        for session in server.api("sessions"):
-            server.api(f"sessions/{session['id']}", method="DELETE")
+    yield from workspace(server, browser, "zh", [ZH_SETUP, *ZH_CELLS])
 
 
 # Two different characters drawn in the page's font: with no font for them both come out as the same empty box.

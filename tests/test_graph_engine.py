@@ -20,7 +20,7 @@ import tapemagic
 from tapemagic._graph import CONSTANT, OP, SOURCE, TapeGraph
 from tapemagic.engine import graph as graph_engine
 
-from conftest import run
+from conftest import define_trusted_bump, run
 
 
 def graph_of(shell, line: str, cell: str):
@@ -513,13 +513,7 @@ def test_no_graph_replay_after_a_check_replay_was_caught_changing_state(shell):
     # --check's runs at x ± step take a branch that assigns, in library code the analysis trusts (a function
     # compiled under a site-packages file name): TensorFlow's op log catches it, and then no further run may
     # be made, the graph's forward-mode passes included.
-    import os
-    import sysconfig
-    library_file = os.path.join(sysconfig.get_paths()["purelib"], "a_library_tapemagic_trusts.py")
-    shell.user_ns["library_file"] = library_file
-    shell.run_cell("x = tf.Variable(2.0)\nv = tf.Variable(0.0)\nspace = {'tf': tf, 'v': v}\n"
-                   "exec(compile('def bump(t):\\n    if float(t) != 2.0:\\n        v.assign_add(1.0)\\n    return t', "
-                   "library_file, 'exec'), space)\nbump = space['bump']")
+    define_trusted_bump(shell, 2.0, "float(t) != 2.0")
     result, graph = graph_of(shell, "x --forward --check", "y = x ** 2 + 0.0 * bump(x)")
     assert float(shell.user_ns["v"]) == 1.0  # the one --check run that was caught, and no other
     assert "graph_forward" not in result.passes and graph.forward_sources == ()

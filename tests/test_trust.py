@@ -2,7 +2,6 @@
 engine was rebuilt around one real run (see the issue "Trustworthy on real code")."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from hypothesis import strategies as st
 from IPython.core.error import UsageError
 
 import tapemagic
-from conftest import run
+from conftest import define_trusted_bump, run
 
 pytestmark = pytest.mark.usefixtures("trace_first_run")  # the trace cache is what these test
 
@@ -308,12 +307,7 @@ def test_out_over_a_module_is_refused(shell):
 def test_a_slider_run_that_changes_state_stops_every_later_one(shell, tmp_path, monkeypatch):
     # A branch that assigns only at other values, in library code the analysis trusts (a function
     # compiled under a site-packages file name): only TensorFlow's op log sees it, during a slider run.
-    import sysconfig
-    library_file = os.path.join(sysconfig.get_paths()["purelib"], "a_library_tapemagic_trusts.py")
-    shell.user_ns["library_file"] = library_file
-    shell.run_cell("x = tf.Variable(1.0)\nv = tf.Variable(0.0)\nspace = {'tf': tf, 'v': v}\n"
-                   "exec(compile('def bump(t):\\n    if float(t) > 2.0:\\n        v.assign_add(1.0)\\n    return t', "
-                   "library_file, 'exec'), space)\nbump = space['bump']")
+    define_trusted_bump(shell, 1.0, "float(t) > 2.0")
     _, _ = run(shell, "x --explore --display none -o r", "y = x ** 2 + 0.0 * bump(x)")
     r = shell.user_ns["r"]
     assert float(shell.user_ns["v"]) == 0.0 and r.rerun is not None
