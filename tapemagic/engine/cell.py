@@ -14,6 +14,7 @@ import re
 from types import CodeType
 from typing import Any
 
+from .. import _i18n
 from .._i18n import _
 from .._spec import SpecError
 from .words import Reason
@@ -23,6 +24,8 @@ __all__ = ["Cell", "compile_cell"]
 _COUNTER = itertools.count(1)
 KEEP_LINES_OF = 256  # cells whose source stays in linecache for tracebacks
 _RECENT: collections.deque[str] = collections.deque()
+KEEP_COMPILED = 64  # cells kept compiled, by text
+_COMPILED: collections.OrderedDict[tuple[str, str, str], "Cell"] = collections.OrderedDict()
 
 # Calls whose result the tape cannot differentiate through: used to explain a None gradient.
 # (Functions, so each is worded in the language current when the cell is compiled.)
@@ -89,15 +92,30 @@ class Cell:
 
 
 def compile_cell(source: str, prefix: str = "tape-cell") -> Cell:
-    """Parse and compile a cell body; a syntax error becomes a SyntaxError as Python shows it."""
+    """Parse and compile a cell body; a syntax error becomes a SyntaxError as Python shows it.
+
+    The same text compiled again (a cell re-run, a slider's re-run) is the same :class:`Cell`: parsing and
+    reading a cell took a third of a warm re-run's own time. A Cell is immutable, and its hints are worded
+    in the language current when it was compiled, so the language is part of the key."""
+    key = (source, prefix, _i18n.current())
+    cell = _COMPILED.get(key)
+    if cell is not None:
+        _COMPILED.move_to_end(key)
+        if cell.filename not in linecache.cache:
+            _remember(cell.filename, source)
+        return cell
     filename = f"<{prefix}-{next(_COUNTER)}>"
     _remember(filename, source)
     tree = None
     try:
         tree = ast.parse(source, filename=filename, mode="exec")
-        return _compiled(source, filename, tree)
+        cell = _compiled(source, filename, tree)
     except SyntaxError as error:
         raise _explained(error, source, tree) from None
+    _COMPILED[key] = cell
+    while len(_COMPILED) > KEEP_COMPILED:
+        _COMPILED.popitem(last=False)
+    return cell
 
 
 # A line IPython would have run as a magic, shell escape or help: %time x, %%timeit, !ls, y = !ls, x?

@@ -21,9 +21,9 @@ from .._result import SourceInfo, TapeResult, TargetResult, WatchedInfo
 from .._spec import SpecError, TapeSpec
 from . import effects as effects_, flow, guard, methods, why, words
 from . import graph as graph_
-from .derive import Derivatives, Recorder, widest
+from .derive import Derivatives, Recorder, untaped, widest
 from .sources import Source, as_variable, concrete_shape, leaves
-from .trace import TraceCache, wanted
+from .trace import Reuse, TraceCache, disagreement_of, wanted
 
 __all__ = ["Engine", "needs_replays"]
 
@@ -86,16 +86,31 @@ class Engine:
             _undo_conversions(sources)
 
     def _run(self, spec: TapeSpec, body: Any, sources: list[Source], namespace: dict[str, Any] | None,
-             hvp_vector: Any) -> TapeResult:
+             hvp_vector: Any, carried: list[str] | None = None) -> TapeResult:
+        """``carried``: the notes of a reuse whose trace disagreed; ``body`` is then replayed under the tapes
+        (:class:`_Replayed`), not traced."""
         body.check_targets()
         names = body.target_names()
-        notes: list[str] = [source.note for source in sources if source.note]
+        notes: list[str] = carried if carried is not None else [source.note for source in sources if source.note]
         replays = needs_replays(spec)
-        tracing = wanted(spec, sources)
+        tracing = wanted(spec, sources) and carried is None
         if tracing and spec.graph:  # the graph is read from the ops of the real run and its tapes
             tracing = False
             notes.append(_("eager tapes: --graph draws the operations TensorFlow ran for the cell, with adjoints from the "
                            "real run's tapes, so the cell is not traced"))
+        if body.kind == "function" and tracing and not replays and spec.hvp is None and sources:
+            _check_sizes(spec, sources)
+            with _tensorflow_warnings(notes):
+                derived = self.traces.function_reused(spec, body, sources, notes)
+            if derived is not None:
+                self.traces.saw(body)
+                return self._function_result(spec, body, sources, derived, notes)
+        if tracing and not replays and not spec.persistent and spec.hvp is None:
+            reuse = self.traces.reusable(spec, body, sources)
+            if reuse is not None:
+                _check_sizes(spec, sources)
+                self.traces.saw(body)
+                return self._reused(spec, body, sources, namespace, names, notes, reuse)
         static = body.effects() if (replays or tracing) else []
         first_sight = tracing and not (self.trace_first_run or spec.explore or self.traces.seen(body))
         self.traces.saw(body)
@@ -110,13 +125,7 @@ class Engine:
                 "{options} would run the cell again, and a second run would change state: {effects}. Run it without "
                 "{options}, or move what changes state into another cell (the derivatives themselves need only the "
                 "one run).", options=words.options(replays), effects=words.joined(static[:3])))
-        if spec.hessian:  # a Hessian that cannot fit is refused before anything runs: a kernel must not die
-            guard.check_sources(sources)
-        if spec.order > 1:
-            floats = [s for s in sources if s.differentiable]
-            if floats:
-                guard.check_order(sum(int(s.value.shape.num_elements() or 0) for s in floats),
-                                  max(int(s.value.dtype.size) for s in floats), spec.order)
+        _check_sizes(spec, sources)
         tangents = methods.tangents_for(spec, body, sources, namespace, hvp_vector)
         if (body.kind == "function" and tracing and not static and tangents is None and not replays and sources
                 and not effects_.prints(body.function)):
@@ -167,12 +176,58 @@ class Engine:
                                          passes={**result.passes, **graph_passes})
         return result
 
+    def _reused(self, spec: TapeSpec, body: Any, sources: list[Source], namespace: dict[str, Any] | None,
+                names: tuple[str, ...], notes: list[str], reuse: Reuse) -> TapeResult:
+        """A cell whose verified trace is cached under the same key: the cell runs once, as written, in
+        the user's namespace, without tapes (what the tapes would record, the trace computes), and its
+        derivatives come from the trace. The trace's value must agree with the run's; if it does not,
+        the trace is dropped and the derivatives come from eager tapes on a replay of the cell on a copy
+        of the namespace as it was (the trace was made only because a second run leaves no trace)."""
+        log = effects_.OpLog()
+        with _tensorflow_warnings(notes):
+            with log.active(), untaped() as manual:
+                values = body.run(sources)
+            out = self.traces.call(reuse, sources)
+        disagreement = disagreement_of(out, values, {})
+        if disagreement is None:
+            notes.append(_("traced: the cell ran once, as written, without tapes; its derivatives came from its cached "
+                           "trace compiled by XLA, whose value agreed with this run (nothing the cell reads has changed, "
+                           "but for the sources and Python floats, which it takes as arguments)") if reuse.entry.xla else
+                         _("traced: the cell ran once, as written, without tapes; its derivatives came from its cached "
+                           "trace, whose value agreed with this run (nothing the cell reads has changed, but for the "
+                           "sources and Python floats, which it takes as arguments)"))
+            if reuse.layout is not None:
+                notes.append(_("traced: the {count} sources went into the trace as one vector, so the Hessian is one pass "
+                               "over all of them", count=len(sources)) if spec.hessian else
+                             _("traced: the {count} sources went into the trace as one vector, so the Jacobian is one pass "
+                               "over all of them", count=len(sources)))
+            derived = {name: Derivatives(value=value, orders=dict(out["derivatives"][name]),
+                                         jacobian=out["jacobians"].get(name), hessian=out["hessians"].get(name), missing={})
+                       for name, value in values.items()}
+            recorder = Recorder(spec, sources)
+            recorder.values, recorder.watched, recorder.manual = values, list(reuse.watched), manual
+            return self._result(spec, body, names, recorder, derived, {}, notes, namespace, "traced", {}, log.effects,
+                                _VariableNames(namespace), log.opaque)
+        self.traces.forget(reuse)
+        if log.effects:  # cannot happen while the key holds (the trace holds no state-changing op); no replay then
+            raise RuntimeError(_("the cell changed state ({effects}) and its cached trace disagreed with it "
+                                 "({disagreement}); run it again: its trace has been dropped",
+                                 effects=words.joined(log.effects[:3]), disagreement=disagreement))
+        notes.append(_("eager tapes: the cached trace disagreed with this run ({disagreement}), so it was dropped; the "
+                       "derivatives come from eager tapes on a replay of the cell on a copy of the namespace as it was "
+                       "before it (the cell changes no state, so the replay left no trace)", disagreement=disagreement))
+        return self._run(spec, _Replayed(body), sources, namespace, None, carried=notes)
+
     def _function_traced(self, spec: TapeSpec, body: Any, sources: list[Source], notes: list[str]) -> TapeResult | None:
         """A function that provably changes nothing runs once, as its traced graph."""
         with _tensorflow_warnings(notes):
             derived = self.traces.function_run(spec, body, sources, notes)
         if derived is None:
             return None
+        return self._function_result(spec, body, sources, derived, notes)
+
+    def _function_result(self, spec: TapeSpec, body: Any, sources: list[Source], derived: dict[str, Derivatives],
+                         notes: list[str]) -> TapeResult:
         variables = [s.value for s in sources if s.is_variable]
         recorder = Recorder(spec, sources)
         recorder.values = {name: d.value for name, d in derived.items()}
@@ -237,6 +292,23 @@ class Engine:
         )
 
 
+class _Replayed:
+    """A cell body whose real run has happened: its run for the tapes is a replay on a copy of the namespace as
+    it was before the real run, and it is not traced again."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._body, name)
+
+    def run(self, sources: Any) -> dict[str, Any]:
+        return self._body.replay(sources)
+
+    def key(self) -> Any:
+        return ("replayed", self._body.key())
+
+
 class _VariableNames:
     """Names for variables: the user's name in the namespace (``x``, ``layer.kernel``), a Keras
     variable's path, or TensorFlow's own name; and which variables Keras has frozen."""
@@ -274,6 +346,17 @@ class _VariableNames:
             if source.value is variable:
                 return source.name
         return self.names.get(id(variable), variable.name.split(":")[0])
+
+
+def _check_sizes(spec: TapeSpec, sources: list[Source]) -> None:
+    """A Hessian or -n that cannot fit is refused before anything runs: a kernel must not die."""
+    if spec.hessian:
+        guard.check_sources(sources)
+    if spec.order > 1:
+        floats = [s for s in sources if s.differentiable]
+        if floats:
+            guard.check_order(sum(int(s.value.shape.num_elements() or 0) for s in floats),
+                              max(int(s.value.dtype.size) for s in floats), spec.order)
 
 
 def _jacobians_too_big(spec: TapeSpec, recorder: Recorder) -> dict[str, str]:

@@ -29,7 +29,7 @@ from .derive import Derivatives, Recorder
 from .sources import Source, as_variable, leaves
 from .words import joined
 
-__all__ = ["TraceCache", "wanted", "TRACE_MIN_ELEMENTS"]
+__all__ = ["TraceCache", "Reuse", "wanted", "disagreement_of", "TRACE_MIN_ELEMENTS"]
 
 TRACE_MIN_ELEMENTS = 16
 _SCALARS = (int, float, complex, str, bytes, bool, type(None))
@@ -54,6 +54,18 @@ class _Entry:
     flat: bool = False  # the sources were fed as one vector (flat.py)
 
 
+@dataclasses.dataclass
+class Reuse:
+    """A cell's verified trace, found by its key before the cell runs: the cell then runs once
+    without tapes and its derivatives come from the trace (:meth:`TraceCache.reusable`)."""
+
+    key: Any  # the entry's key (the layout's mark included)
+    entry: _Entry
+    layout: flat.Plan | None
+    lifted: dict[str, Any]  # the Python floats passed in, at their values now
+    watched: list[Any]  # the variables the tapes watched when the trace was verified
+
+
 class TraceCache:
     """Traced functions by key, least recently used dropped first."""
 
@@ -62,7 +74,11 @@ class TraceCache:
         self._entries: collections.OrderedDict[Any, _Entry] = collections.OrderedDict()
         self._no_lift: set[Any] = set()  # cells that need their floats as Python numbers
         self._no_flat: set[Any] = set()  # cells whose sources cannot be fed as one vector
+        self._clean_functions: set[Any] = set()  # keys of function traces made after their code showed no effect
         self._seen: collections.OrderedDict[Any, None] = collections.OrderedDict()  # code run before
+        # A cell's key (without the layout's mark) -> (entry key, layout, watched variables), for traces a
+        # real run under tapes has verified (value and gradient): found before the next run of the cell.
+        self._verified: dict[Any, tuple[Any, flat.Plan | None, list[Any]]] = {}
         self.last_trace_seconds: float | None = None
 
     def seen(self, body: Any) -> bool:
@@ -89,7 +105,7 @@ class TraceCache:
         if called is None:
             return None
         entry, out, key = called
-        disagreement = _disagreement(out, recorder)
+        disagreement = disagreement_of(out, recorder.values, recorder.first)
         if disagreement:
             if key is not None:
                 self._entries.pop(key, None)
@@ -97,6 +113,9 @@ class TraceCache:
                            "not used; the derivatives come from the real run's tapes", disagreement=disagreement))
             return None
         notes.append(_cell_note(entry.xla, self.last_trace_seconds is None, key is not None))
+        if key is not None:
+            base = key[0] if entry.flat else key
+            self._verified[base] = (key, layout if entry.flat else None, list(recorder.watched))
         if entry.flat and spec.hessian:
             notes.append(_("traced: the {count} sources went into the trace as one vector, so the Hessian is one pass "
                            "over all of them", count=len(sources)))
@@ -109,18 +128,62 @@ class TraceCache:
             jacobian=out["jacobians"].get(name), hessian=out["hessians"].get(name), missing={},
         ) for name in recorder.values}
 
+    def reusable(self, spec: Any, body: Any, sources: list[Source]) -> Reuse | None:
+        """The verified trace of this cell as it reads its values now, or None. Looked up by the same
+        key as :meth:`derive` uses (the cell's code, the options, the sources' shapes and everything
+        the cell reads, by content), before the cell runs."""
+        if body.kind != "cell" or any(not s.is_variable and not body.can_replace(s) for s in sources):
+            return None
+        lifted = _liftable(body, sources) if body.key() not in self._no_lift else {}
+        base = _key(spec, body, sources, [], lifted)
+        found = self._verified.get(base) if base is not None else None
+        if found is None:
+            return None
+        key, layout, watched = found
+        entry = self._entries.get(key)
+        if entry is None:  # dropped from the cache since
+            del self._verified[base]
+            return None
+        self._entries.move_to_end(key)
+        return Reuse(key, entry, layout, lifted, watched)
+
+    def call(self, reuse: Reuse, sources: list[Source]) -> dict[str, Any]:
+        """The reused trace called on the sources' values now."""
+        dtype = _common_dtype(sources)
+        fed = [reuse.layout.vector(sources)] if reuse.layout is not None else [s.value for s in sources if not s.is_variable]
+        self.last_trace_seconds = None
+        return reuse.entry.function(*fed, *[tf.constant(v, dtype) for v in reuse.lifted.values()])
+
+    def forget(self, reuse: Reuse) -> None:
+        """Drop a trace that disagreed with a run."""
+        self._entries.pop(reuse.key, None)
+        self._verified = {base: found for base, found in self._verified.items() if found[0] != reuse.key}
+
     def function_run(self, spec: Any, body: Any, sources: list[Source], notes: list[str]) -> dict[str, Derivatives] | None:
         """For a function whose code shows no effect: its one run is the traced graph itself (value,
         gradients and the rest), made only if the graph holds no state-changing op. None: run eagerly."""
         called = self._attempt(spec, body, sources, notes, "function")
         if called is None:
             return None
-        entry, out, _key = called
+        entry, out, key = called
         notes.append(_function_note(entry.xla, self.last_trace_seconds is None))
-        return {name: Derivatives(
-            value=out["values"][name], orders=dict(out["derivatives"][name]),
-            jacobian=out["jacobians"].get(name), hessian=out["hessians"].get(name), missing={},
-        ) for name in out["values"]}
+        if key is not None:  # its code was read and showed no effect, and it does not print
+            self._clean_functions.add(key)
+        return _function_derivatives(out)
+
+    def function_reused(self, spec: Any, body: Any, sources: list[Source], notes: list[str]) -> dict[str, Derivatives] | None:
+        """A function's cached trace, when one was made under the same key after its code was read and showed
+        no effect: called without reading the code again (the key holds the code and what it reads, by
+        content). None: not cached; :meth:`function_run` decides."""
+        key = _key(spec, body, sources, [], {})
+        entry = self._entries.get(key) if key in self._clean_functions else None
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        self.last_trace_seconds = None
+        out = entry.function(*[s.value for s in sources if not s.is_variable])
+        notes.append(_function_note(entry.xla, True))
+        return _function_derivatives(out)
 
     def _attempt(self, spec: Any, body: Any, sources: list[Source], notes: list[str], what: str,
                  layout: flat.Plan | None = None) -> tuple[_Entry, Any, Any] | None:
@@ -231,7 +294,17 @@ class TraceCache:
     def _store(self, key: Any, entry: _Entry) -> None:
         self._entries[key] = entry
         while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+            dropped, _entry = self._entries.popitem(last=False)
+            self._clean_functions.discard(dropped)
+            self._verified = {base: found for base, found in self._verified.items() if found[0] != dropped}
+
+
+def _function_derivatives(out: dict[str, Any]) -> dict[str, Derivatives]:
+    """Every target's record from a function's traced outputs."""
+    return {name: Derivatives(
+        value=out["values"][name], orders=dict(out["derivatives"][name]),
+        jacobian=out["jacobians"].get(name), hessian=out["hessians"].get(name), missing={},
+    ) for name in out["values"]}
 
 
 def _cell_note(xla: bool, cached: bool, kept: bool) -> str:
@@ -334,11 +407,12 @@ def _traced(spec: Any, body: Any, sources: list[Source], lifted: tuple[str, ...]
     return tf.function(traced, reduce_retracing=False, autograph=False)
 
 
-def _disagreement(out: dict[str, Any], recorder: Recorder) -> str | None:
-    """The traced value and first derivatives must be the real run's (up to rounding)."""
-    for name, value in recorder.values.items():
+def disagreement_of(out: dict[str, Any], values: dict[str, Any], first: dict[str, dict[str, Any]]) -> str | None:
+    """The traced values (and the first derivatives, where ``first`` has them) must be the real run's (up to
+    rounding); else what differs, in words."""
+    for name, value in values.items():
         pairs = [(f"{name}", value, out["values"].get(name))]
-        for source, gradient in recorder.first.get(name, {}).items():
+        for source, gradient in first.get(name, {}).items():
             pairs.append((f"∂{name}/∂{source}", gradient, out["derivatives"].get(name, {}).get(1, {}).get(source)))
         for label, eager, traced in pairs:
             if eager is None or traced is None:
@@ -482,7 +556,7 @@ class _Fingerprint:
         layers are trainable (and so read as variables or constants) and which variables it holds.
         Its Python attributes (trackers, locks, caches) cannot be compared and need not be: a layer
         whose code was swapped would give a value or gradient the real run does not, and the trace
-        is then dropped (:func:`_disagreement`)."""
+        is then dropped (:func:`disagreement_of`, which also checks every reuse)."""
         self.keep.append(layer)
         try:
             layers = layer._flatten_layers(include_self=True, recursive=True)

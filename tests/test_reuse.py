@@ -1,0 +1,126 @@
+"""Warm re-runs (issue "Fast on the first run and on every re-run"): once a cell's trace has been verified
+against a real run under tapes, a later run of the same cell, reading the same values, runs once as written
+without tapes and takes its derivatives from the cached trace, after checking the trace's value against the
+run's. These tests use the engine's default policy (no trace_first_run): run 1 eager, run 2 traced and
+verified, run 3 on reuses the trace."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tapemagic
+from conftest import CACHED, run
+from tapemagic import _i18n
+from tapemagic.engine.cell import compile_cell
+
+N = 20  # big enough that Hessians take the traced path
+REUSED = CACHED
+
+
+def three_runs(shell, line, cell):
+    return [run(shell, line, cell) for _ in range(3)]
+
+
+def test_the_third_run_reuses_the_verified_trace_and_the_cell_still_runs_once(shell):
+    shell.run_cell(f"x = tf.Variable(tf.linspace(0.5, 1.5, {N}))")
+    cell = "print('ran')\nh = tf.sin(x)\ny = tf.reduce_sum(h * x ** 2)"
+    runs = three_runs(shell, "x --hessian", cell)
+    assert [r.path for r, _ in runs] == ["eager", "traced", "traced"]
+    assert [out.stdout for _, out in runs] == ["ran\n"] * 3  # printed once per run, as a plain run prints
+    third = runs[2][0]
+    assert any(REUSED in note for note in third.notes), third.notes
+    assert not any(REUSED in note for note in runs[1][0].notes)
+    x = shell.user_ns["x"].numpy()
+    np.testing.assert_allclose(shell.user_ns["h"].numpy(), np.sin(x), rtol=1e-6)  # the cell's own names, bound
+    eager, _ = run(shell, "x --hessian --eager", cell)
+    np.testing.assert_allclose(third.hessian.numpy(), eager.hessian.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(third.gradients["x"].numpy(), eager.gradients["x"].numpy(), rtol=1e-5)
+    assert [w.name for w in third.watched] == [w.name for w in runs[1][0].watched] == ["x"]
+
+
+def test_a_reused_trace_follows_a_variable_assigned_between_runs(shell):
+    shell.run_cell(f"x = tf.Variable(tf.linspace(0.5, 1.5, {N}))")
+    cell = "y = tf.reduce_sum(tf.exp(x) * x)"
+    three_runs(shell, "x --hessian", cell)
+    shell.run_cell("x.assign(x * 2.0)")
+    again, _ = run(shell, "x --hessian", cell)
+    x = shell.user_ns["x"].numpy()
+    assert any(REUSED in note for note in again.notes), again.notes
+    np.testing.assert_allclose(np.diag(again.hessian.numpy()), np.exp(x) * (x + 2), rtol=1e-5)
+    np.testing.assert_allclose(float(again.value), float(np.sum(np.exp(x) * x)), rtol=1e-5)
+
+
+def test_a_keras_layer_changed_where_the_key_cannot_see_is_caught_by_the_value_check(shell):
+    # The trace key holds a Keras layer by identity, trainable flags and variables, not its Python
+    # attributes: a swapped activation is seen only because the trace's value disagrees with the run's.
+    shell.run_cell("import keras\nlayer = keras.layers.Dense(1, activation='tanh')\n"
+                   f"x = tf.Variable(tf.reshape(tf.linspace(-1.0, 1.0, {N}), [1, {N}]))\nlayer(tf.zeros([1, {N}]))")
+    cell = "print('ran')\ny = tf.reduce_sum(layer(x))"
+    runs = three_runs(shell, "x --hessian", cell)
+    assert any(REUSED in note for note in runs[2][0].notes)
+    shell.run_cell("layer.activation = keras.activations.sigmoid")
+    changed, out = run(shell, "x --hessian", cell)
+    assert out.stdout == "ran\n"  # the replay that answered printed nothing
+    assert changed.path == "eager" and any("disagreed with this run" in note for note in changed.notes), changed.notes
+    eager, _ = run(shell, "x --hessian --eager", cell)
+    assert float(changed.value) == pytest.approx(float(eager.value), rel=1e-6)
+    np.testing.assert_allclose(changed.hessian.numpy(), eager.hessian.numpy(), rtol=1e-5, atol=1e-7)
+    tanh, _ = runs[2]
+    assert not np.allclose(tanh.hessian.numpy(), eager.hessian.numpy(), atol=1e-4)  # the change mattered
+
+
+def test_a_file_the_cell_reads_changed_between_runs_gives_the_new_hessian(shell, tmp_path):
+    path = tmp_path / "c.npy"
+    np.save(path, np.array([1.0], np.float32))
+    shell.run_cell(f"x = tf.Variable(tf.linspace(0.5, 1.5, {N}))\npath = {str(path)!r}")
+    cell = "c = np.load(path)[0]\ny = c * tf.reduce_sum(x ** 3)"
+    three_runs(shell, "x --hessian", cell)
+    np.save(path, np.array([5.0], np.float32))
+    again, _ = run(shell, "x --hessian", cell)
+    x = shell.user_ns["x"].numpy()
+    np.testing.assert_allclose(np.diag(again.hessian.numpy()), 5 * 6 * x, rtol=1e-5)
+    assert float(shell.user_ns["c"]) == 5.0
+    later, _ = run(shell, "x --hessian", cell)  # traced again, and right
+    np.testing.assert_allclose(np.diag(later.hessian.numpy()), 5 * 6 * x, rtol=1e-5)
+
+
+def test_tapemagic_watch_inside_a_reused_cell(shell):
+    shell.run_cell(f"import tapemagic\nx = tf.Variable(tf.linspace(0.5, 1.5, {N}))")
+    cell = "tapemagic.watch(x)\ny = tf.reduce_sum(x ** 4)"
+    runs = three_runs(shell, "x --hessian", cell)
+    third = runs[2][0]
+    assert any(REUSED in note for note in third.notes), third.notes
+    x = shell.user_ns["x"].numpy()
+    np.testing.assert_allclose(np.diag(third.hessian.numpy()), 12 * x ** 2, rtol=1e-5)
+
+
+def test_a_reused_function_still_sees_a_global_it_reads_change():
+    engine = tapemagic._api.new_engine()
+    x = tf.constant(np.linspace(0.5, 1.5, N), tf.float32)
+    scale = {"a": 1.0}
+
+    def f(t):
+        return scale["a"] * tf.reduce_sum(t ** 3)
+
+    paths = [tapemagic.tape(f, [x], hessian=True, engine=engine, display="none").path for _ in range(3)]
+    assert paths == ["eager", "traced", "traced"]
+    scale["a"] = 5.0
+    r = tapemagic.tape(f, [x], hessian=True, engine=engine, display="none")
+    np.testing.assert_allclose(np.diag(r.hessian.numpy()), 5 * 6 * x.numpy(), rtol=1e-5)
+
+
+def test_a_recompiled_cell_is_the_same_cell_in_the_same_language():
+    first = compile_cell("y = x.numpy()\n")
+    assert compile_cell("y = x.numpy()\n") is first
+    with _i18n.language("zh"):
+        chinese = compile_cell("y = x.numpy()\n")
+    assert chinese is not first and chinese.hints[0][1] != first.hints[0][1]
+    import linecache
+
+    linecache.cache.pop(first.filename, None)  # evicted: a traceback through it still shows the user's line
+    assert compile_cell("y = x.numpy()\n") is first and linecache.getline(first.filename, 1) == "y = x.numpy()\n"
+    with pytest.raises(SyntaxError):
+        compile_cell("y = (\n")
+    with pytest.raises(SyntaxError):
+        compile_cell("y = (\n")
