@@ -457,7 +457,7 @@ def warm(case: Case, shell: Any, repeats: int, budget_s: float, least_rounds: in
     first = {name: blocked(call()) for name, call in calls.items()}  # warm-up: traces, compiles, caches
     run_cell(shell, case)  # the cell's second run: traced, and the trace checked against the run's tapes
     reused = run_cell(shell, case)  # the third: what the timed rounds run
-    path = reused.path + (" (reused: one run without tapes, derivatives from the cached trace)"
+    path = reused.path + (" (reused: one run under one tape for the value and gradient, the rest from the cached trace)"
                           if any("its cached trace" in note for note in reused.notes) else "")
     worst = check_agreement(case, {**first, "cell, reused": tapemagic_value(case, reused)})
     started = time.perf_counter()

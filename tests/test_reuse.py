@@ -12,10 +12,14 @@ import tensorflow as tf
 import tapemagic
 from conftest import CACHED, run
 from tapemagic import _i18n
+from tapemagic._spec import SpecError
+from tapemagic.engine import guard
 from tapemagic.engine.cell import compile_cell
+from tapemagic.engine.trace import TraceCache
 
 N = 20  # big enough that Hessians take the traced path
 REUSED = CACHED
+DROPPED = "the cached trace could not be used"
 
 
 def three_runs(shell, line, cell):
@@ -62,7 +66,7 @@ def test_a_keras_layer_changed_where_the_key_cannot_see_is_caught_by_the_value_c
     shell.run_cell("layer.activation = keras.activations.sigmoid")
     changed, out = run(shell, "x --hessian", cell)
     assert out.stdout == "ran\n"  # the replay that answered printed nothing
-    assert changed.path == "eager" and any("disagreed with this run" in note for note in changed.notes), changed.notes
+    assert changed.path == "eager" and any(DROPPED in note for note in changed.notes), changed.notes
     eager, _ = run(shell, "x --hessian --eager", cell)
     assert float(changed.value) == pytest.approx(float(eager.value), rel=1e-6)
     np.testing.assert_allclose(changed.hessian.numpy(), eager.hessian.numpy(), rtol=1e-5, atol=1e-7)
@@ -124,3 +128,74 @@ def test_a_recompiled_cell_is_the_same_cell_in_the_same_language():
         compile_cell("y = (\n")
     with pytest.raises(SyntaxError):
         compile_cell("y = (\n")
+
+
+def test_a_change_only_the_gradient_shows_is_caught_too(shell):
+    # A gradient-reversal layer whose strength is a Python attribute (as in domain-adversarial training): the
+    # value is the same at any strength, the gradient is not, and the key holds a layer by identity.
+    shell.run_cell("import keras\n"
+                   "class Reverse(keras.layers.Layer):\n"
+                   "    def __init__(self, lam=1.0, **kw):\n"
+                   "        super().__init__(**kw)\n"
+                   "        self.lam = lam\n"
+                   "    def call(self, t):\n"
+                   "        lam = self.lam\n"
+                   "        @tf.custom_gradient\n"
+                   "        def f(u):\n"
+                   "            return tf.identity(u), lambda dy: -lam * dy\n"
+                   "        return f(t)\n"
+                   f"reverse = Reverse(1.0)\nx = tf.Variable(tf.linspace(0.5, 1.5, {N}))")
+    cell = "y = tf.reduce_sum(reverse(x) ** 3)"
+    runs = three_runs(shell, "x --hessian", cell)
+    assert any(REUSED in note for note in runs[2][0].notes), runs[2][0].notes
+    shell.run_cell("reverse.lam = 10.0")
+    changed, _ = run(shell, "x --hessian", cell)
+    x = shell.user_ns["x"].numpy()
+    assert any(DROPPED in note and "differs" in note for note in changed.notes), changed.notes
+    np.testing.assert_allclose(changed.gradients["x"].numpy(), -10.0 * 3 * x ** 2, rtol=1e-5)
+
+
+def test_an_environment_variable_that_stops_the_gradient_is_seen(shell, monkeypatch):
+    monkeypatch.setenv("TAPEMAGIC_TEST_STOP", "0")
+    shell.run_cell(f"import os\nx = tf.Variable(tf.linspace(0.5, 1.5, {N}))")
+    cell = "h = tf.reduce_sum(x ** 3)\ny = tf.stop_gradient(h) if os.environ['TAPEMAGIC_TEST_STOP'] == '1' else h"
+    three_runs(shell, "x --hessian", cell)
+    monkeypatch.setenv("TAPEMAGIC_TEST_STOP", "1")
+    stopped, _ = run(shell, "x --hessian", cell)
+    assert stopped.gradients["x"] is None and "stop_gradient" in stopped.target.reasons["x"], stopped.target.reasons
+    assert any(DROPPED in note for note in stopped.notes), stopped.notes  # the trace's Hessian of h is not shown
+    eager, _ = run(shell, "x --hessian --eager", cell)
+    assert (stopped.hessian is None) == (eager.hessian is None)
+
+
+def test_a_trace_that_fails_when_reused_falls_back_to_a_replay(shell, monkeypatch):
+    shell.run_cell(f"x = tf.Variable(tf.linspace(0.5, 1.5, {N}))")
+    cell = "print('ran')\ny = tf.reduce_sum(x ** 4)"
+    three_runs(shell, "x --hessian", cell)
+
+    def fail(self, reuse, sources):
+        raise tf.errors.ResourceExhaustedError(None, None, "out of memory while running the trace")
+
+    monkeypatch.setattr(TraceCache, "call", fail)
+    r, out = run(shell, "x --hessian", cell)
+    assert out.stdout == "ran\n" and r.path == "eager"
+    assert any(DROPPED in note and "ResourceExhaustedError" in note for note in r.notes), r.notes
+    x = shell.user_ns["x"].numpy()
+    np.testing.assert_allclose(np.diag(r.hessian.numpy()), 12 * x ** 2, rtol=1e-5)
+
+
+def test_the_mixed_dtype_note_stays_on_reuse(shell):
+    shell.run_cell(f"x = tf.Variable(tf.linspace(0.5, 1.5, {N}))\n"
+                   f"z = tf.Variable(tf.cast(tf.linspace(0.5, 1.5, {N}), tf.float64))")
+    cell = "y = tf.reduce_sum(x ** 2) + tf.cast(tf.reduce_sum(z ** 3), tf.float32)"
+    runs = three_runs(shell, "x z --hessian", cell)
+    for r, _ in runs:
+        assert any("the Hessian is in float64" in note for note in r.notes), (r.path, r.notes)
+
+
+def test_an_order_request_beyond_the_unchecked_size_is_checked(monkeypatch):
+    monkeypatch.delenv(guard.ENV, raising=False)
+    monkeypatch.setattr(guard, "available_bytes", lambda: 10 << 20)
+    guard.check_order(1000, 4, 3)  # 48 kB: not even read
+    with pytest.raises(SpecError, match="-n 3"):
+        guard.check_order(1_000_000, 4, 3)  # 48 MB: more than 32 MiB, so the machine's memory is read

@@ -21,9 +21,9 @@ from .._result import SourceInfo, TapeResult, TargetResult, WatchedInfo
 from .._spec import SpecError, TapeSpec
 from . import effects as effects_, flow, guard, methods, why, words
 from . import graph as graph_
-from .derive import Derivatives, Recorder, untaped, widest
+from .derive import Derivatives, Recorder, widest
 from .sources import Source, as_variable, concrete_shape, leaves
-from .trace import Reuse, TraceCache, disagreement_of, wanted
+from .trace import Reuse, TraceCache, disagreement_of, first_line, wanted
 
 __all__ = ["Engine", "needs_replays"]
 
@@ -159,9 +159,6 @@ class Engine:
         if spec.explore and seen:
             notes.append(_("--explore has no sliders: each slider move runs the cell again, and a second run "
                            "would change state ({effects})", effects=words.joined(seen[:3])))
-        if spec.hessian and len({s.value.dtype for s in recorder.float_sources}) > 1:
-            notes.append(_("the Hessian is in {dtype}: the sources mix {dtypes}", dtype=widest(recorder.float_sources).name,
-                           dtypes=", ".join(sorted({s.value.dtype.name for s in recorder.float_sources}))))
         if recorder.hvp is not None:
             notes.append(_("--hvp: reverse-over-reverse, the gradient of ∇f·v taken from the tapes of the one real run"))
         result = self._result(spec, body, names, recorder, derived, extra, notes, namespace, path, passes, seen, naming,
@@ -179,44 +176,62 @@ class Engine:
     def _reused(self, spec: TapeSpec, body: Any, sources: list[Source], namespace: dict[str, Any] | None,
                 names: tuple[str, ...], notes: list[str], reuse: Reuse) -> TapeResult:
         """A cell whose verified trace is cached under the same key: the cell runs once, as written, in
-        the user's namespace, without tapes (what the tapes would record, the trace computes), and its
-        derivatives come from the trace. The trace's value must agree with the run's; if it does not,
-        the trace is dropped and the derivatives come from eager tapes on a replay of the cell on a copy
-        of the namespace as it was (the trace was made only because a second run leaves no trace)."""
+        the user's namespace, under one tape (its value and gradient check the trace), and the other
+        derivatives come from the trace. The key cannot see everything (a Keras layer's Python attributes,
+        a file or environment variable the cell reads), so the trace's value and gradient must agree with
+        the run's; if they do not, or the trace fails, it is dropped and the derivatives come from eager
+        tapes on a replay of the cell on a copy of the namespace as it was (a trace is made only for code
+        whose second run leaves no trace)."""
         log = effects_.OpLog()
-        with _tensorflow_warnings(notes):
-            with log.active(), untaped() as manual:
-                values = body.run(sources)
-            out = self.traces.call(reuse, sources)
-        disagreement = disagreement_of(out, values, {})
-        if disagreement is None:
-            notes.append(_("traced: the cell ran once, as written, without tapes; its derivatives came from its cached "
-                           "trace compiled by XLA, whose value agreed with this run (nothing the cell reads has changed, "
-                           "but for the sources and Python floats, which it takes as arguments)") if reuse.entry.xla else
-                         _("traced: the cell ran once, as written, without tapes; its derivatives came from its cached "
-                           "trace, whose value agreed with this run (nothing the cell reads has changed, but for the "
-                           "sources and Python floats, which it takes as arguments)"))
+        with _tensorflow_warnings(notes), Recorder(dataclasses.replace(spec, order=1, hessian=False), sources) as recorder:
+            with log.active():
+                recorder.run(lambda: body.run(sources))
+            naming = _VariableNames(namespace)
+            recorder.first_order(naming, naming.frozen)
+        problem = None
+        try:
+            with _tensorflow_warnings(notes):
+                out = self.traces.call(reuse, sources)
+        except Exception as error:  # noqa: BLE001 - the trace ran out of memory, or XLA failed at run time
+            problem = first_line(error)
+        else:
+            problem = disagreement_of(out, recorder.values, recorder.first)
+        if problem is None:
+            notes.append(_("traced: the cell ran once, as written, under one tape for its value and gradient; the other "
+                           "derivatives came from its cached trace compiled by XLA, whose value and gradient agreed with "
+                           "this run (nothing the cell reads has changed, but for the sources and Python floats, which it "
+                           "takes as arguments)") if reuse.entry.xla else
+                         _("traced: the cell ran once, as written, under one tape for its value and gradient; the other "
+                           "derivatives came from its cached trace, whose value and gradient agreed with this run "
+                           "(nothing the cell reads has changed, but for the sources and Python floats, which it takes "
+                           "as arguments)"))
             if reuse.layout is not None:
                 notes.append(_("traced: the {count} sources went into the trace as one vector, so the Hessian is one pass "
                                "over all of them", count=len(sources)) if spec.hessian else
                              _("traced: the {count} sources went into the trace as one vector, so the Jacobian is one pass "
                                "over all of them", count=len(sources)))
-            derived = {name: Derivatives(value=value, orders=dict(out["derivatives"][name]),
-                                         jacobian=out["jacobians"].get(name), hessian=out["hessians"].get(name), missing={})
-                       for name, value in values.items()}
-            recorder = Recorder(spec, sources)
-            recorder.values, recorder.watched, recorder.manual = values, list(reuse.watched), manual
+            derived = {name: Derivatives(
+                value=value, orders={1: recorder.first[name], **{k: v for k, v in out["derivatives"][name].items() if k > 1}},
+                jacobian=out["jacobians"].get(name), hessian=out["hessians"].get(name), missing={})
+                for name, value in recorder.values.items()}
             return self._result(spec, body, names, recorder, derived, {}, notes, namespace, "traced", {}, log.effects,
-                                _VariableNames(namespace), log.opaque)
+                                naming, log.opaque)
         self.traces.forget(reuse)
         if log.effects:  # cannot happen while the key holds (the trace holds no state-changing op); no replay then
             raise RuntimeError(_("the cell changed state ({effects}) and its cached trace disagreed with it "
                                  "({disagreement}); run it again: its trace has been dropped",
-                                 effects=words.joined(log.effects[:3]), disagreement=disagreement))
-        notes.append(_("eager tapes: the cached trace disagreed with this run ({disagreement}), so it was dropped; the "
-                       "derivatives come from eager tapes on a replay of the cell on a copy of the namespace as it was "
-                       "before it (the cell changes no state, so the replay left no trace)", disagreement=disagreement))
-        return self._run(spec, _Replayed(body), sources, namespace, None, carried=notes)
+                                 effects=words.joined(log.effects[:3]), disagreement=problem))
+        notes.append(_("eager tapes: the cached trace could not be used ({problem}), so it was dropped; the derivatives "
+                       "come from eager tapes on a replay of the cell on a copy of the namespace as it was before it (the "
+                       "cell changes no state, so the replay left no trace)", problem=problem))
+        result = self._run(spec, _Replayed(body), sources, namespace, None, carried=notes)
+        differs = disagreement_of({"values": {t.name: t.value for t in result.targets}}, recorder.values, {})
+        if differs:  # the same code, on the same values, gave another value: something outside the namespace changed
+            result = dataclasses.replace(result, notes=(*result.notes, _(
+                "the replay's value differs from this run's ({disagreement}): the cell reads something that changed "
+                "between the two (a clock, a file, another process), so the derivatives shown are the replay's",
+                disagreement=differs)))
+        return result
 
     def _function_traced(self, spec: TapeSpec, body: Any, sources: list[Source], notes: list[str]) -> TapeResult | None:
         """A function that provably changes nothing runs once, as its traced graph."""
@@ -275,6 +290,9 @@ class Engine:
                 hvp=(recorder.hvp or {}).get(name) if recorder.hvp is not None else None,
                 unavailable=unavailable,
             ))
+        if spec.hessian and len({s.value.dtype for s in recorder.float_sources}) > 1:
+            notes.append(_("the Hessian is in {dtype}: the sources mix {dtypes}", dtype=widest(recorder.float_sources).name,
+                           dtypes=", ".join(sorted({s.value.dtype.name for s in recorder.float_sources}))))
         notes.extend(why.rebinding_notes(sources, cell, namespace))
         notes.extend(why.frozen_notes(sources, naming.frozen))
         return TapeResult(

@@ -89,8 +89,10 @@ _LIBRARY_DIRS = tuple({os.path.realpath(path) for key in ("stdlib", "platstdlib"
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@functools.lru_cache(maxsize=4096)
 def _library(filename: str) -> bool:
-    """Code installed as a library (the standard library, site-packages) or tapemagic's own."""
+    """Code installed as a library (the standard library, site-packages) or tapemagic's own. Cached: resolving
+    the path's links was a tenth of a warm traced call's own time."""
     if not filename or filename.startswith("<"):
         return False  # a notebook cell, IPython input, exec'd code: the user's
     real = os.path.realpath(filename)

@@ -90,9 +90,10 @@ def parse_size(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
-def _plainly_fits(needed: int) -> bool:
-    """Small enough not to read the machine's memory for (see UNCHECKED_BYTES; every estimate includes FIXED_BYTES)."""
-    return needed - FIXED_BYTES <= UNCHECKED_BYTES and not os.environ.get(ENV, "").strip()
+def _plainly_fits(needed: int, fixed: int = FIXED_BYTES) -> bool:
+    """Small enough not to read the machine's memory for: at most UNCHECKED_BYTES beyond the ``fixed`` part
+    the estimate includes (FIXED_BYTES for Hessians and Jacobians, none for -n)."""
+    return needed - fixed <= UNCHECKED_BYTES and not os.environ.get(ENV, "").strip()
 
 
 def available_bytes() -> int:
@@ -373,7 +374,7 @@ def check_order(total_source_elements: int, itemsize: int, order: int) -> None:
     """Raise SpecError when ``-n ORDER``'s element-wise derivatives alone would not fit.
     They grow linearly in the sources, so this only refuses sources that barely fit themselves."""
     needed = order_bytes(total_source_elements, itemsize, order)
-    if _plainly_fits(needed):
+    if _plainly_fits(needed, fixed=0):
         return None
     free = available_bytes()
     if needed <= HEADROOM * free:

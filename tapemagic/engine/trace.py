@@ -29,7 +29,7 @@ from .derive import Derivatives, Recorder
 from .sources import Source, as_variable, leaves
 from .words import joined
 
-__all__ = ["TraceCache", "Reuse", "wanted", "disagreement_of", "TRACE_MIN_ELEMENTS"]
+__all__ = ["TraceCache", "Reuse", "wanted", "disagreement_of", "first_line", "TRACE_MIN_ELEMENTS"]
 
 TRACE_MIN_ELEMENTS = 16
 _SCALARS = (int, float, complex, str, bytes, bool, type(None))
@@ -108,7 +108,7 @@ class TraceCache:
         disagreement = disagreement_of(out, recorder.values, recorder.first)
         if disagreement:
             if key is not None:
-                self._entries.pop(key, None)
+                self._drop(key)
             notes.append(_("eager tapes: the traced function disagreed with the real run ({disagreement}), so it was "
                            "not used; the derivatives come from the real run's tapes", disagreement=disagreement))
             return None
@@ -155,9 +155,13 @@ class TraceCache:
         return reuse.entry.function(*fed, *[tf.constant(v, dtype) for v in reuse.lifted.values()])
 
     def forget(self, reuse: Reuse) -> None:
-        """Drop a trace that disagreed with a run."""
-        self._entries.pop(reuse.key, None)
-        self._verified = {base: found for base, found in self._verified.items() if found[0] != reuse.key}
+        """Drop a trace that disagreed with a run, or failed."""
+        self._drop(reuse.key)
+
+    def _drop(self, key: Any) -> None:
+        self._entries.pop(key, None)
+        self._clean_functions.discard(key)
+        self._verified = {base: found for base, found in self._verified.items() if found[0] != key}
 
     def function_run(self, spec: Any, body: Any, sources: list[Source], notes: list[str]) -> dict[str, Derivatives] | None:
         """For a function whose code shows no effect: its one run is the traced graph itself (value,
@@ -207,8 +211,8 @@ class TraceCache:
                            "cell), which a trace would hold as a constant, so it was not used; the function ran once, "
                            "eagerly", names=names))
         except Exception as error:  # noqa: BLE001 - any failure: the eager path answers (a user's error shows there)
-            notes.append(_("eager tapes: tracing the cell failed ({error})", error=_first_line(error)) if cell else
-                         _("eager tapes: tracing the function failed ({error})", error=_first_line(error)))
+            notes.append(_("eager tapes: tracing the cell failed ({error})", error=first_line(error)) if cell else
+                         _("eager tapes: tracing the function failed ({error})", error=first_line(error)))
         return None
 
     def _call(self, spec: Any, body: Any, sources: list[Source], notes: list[str],
@@ -288,15 +292,13 @@ class TraceCache:
             entry.function, entry.xla = compiled, True
             return entry, out
         except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError, tf.errors.InternalError) as error:
-            notes.append(_("traced without XLA: XLA could not compile the cell ({error})", error=_first_line(error)))
+            notes.append(_("traced without XLA: XLA could not compile the cell ({error})", error=first_line(error)))
         return entry, graph(*arguments)
 
     def _store(self, key: Any, entry: _Entry) -> None:
         self._entries[key] = entry
         while len(self._entries) > self.size:
-            dropped, _entry = self._entries.popitem(last=False)
-            self._clean_functions.discard(dropped)
-            self._verified = {base: found for base, found in self._verified.items() if found[0] != dropped}
+            self._drop(next(iter(self._entries)))
 
 
 def _function_derivatives(out: dict[str, Any]) -> dict[str, Derivatives]:
@@ -365,7 +367,8 @@ class _NotFlat(Exception):
     """The traced graph reads a source other than through its slice of the one vector."""
 
 
-def _first_line(error: Exception) -> str:
+def first_line(error: Exception) -> str:
+    """An error as its type and the first line of its message, for a note."""
     return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:160]}"
 
 
