@@ -33,7 +33,7 @@ def test_the_third_run_reuses_the_verified_trace_and_the_cell_still_runs_once(sh
     assert [r.path for r, _ in runs] == ["eager", "traced", "traced"]
     assert [out.stdout for _, out in runs] == ["ran\n"] * 3  # printed once per run, as a plain run prints
     third = runs[2][0]
-    assert any(REUSED in note for note in third.notes), third.notes
+    assert any(REUSED in note and "without tapes" in note for note in third.notes), third.notes  # all compared by content
     assert not any(REUSED in note for note in runs[1][0].notes)
     x = shell.user_ns["x"].numpy()
     np.testing.assert_allclose(shell.user_ns["h"].numpy(), np.sin(x), rtol=1e-6)  # the cell's own names, bound
@@ -147,7 +147,8 @@ def test_a_change_only_the_gradient_shows_is_caught_too(shell):
                    f"reverse = Reverse(1.0)\nx = tf.Variable(tf.linspace(0.5, 1.5, {N}))")
     cell = "y = tf.reduce_sum(reverse(x) ** 3)"
     runs = three_runs(shell, "x --hessian", cell)
-    assert any(REUSED in note for note in runs[2][0].notes), runs[2][0].notes
+    # A Keras layer is held without its Python attributes: the reuse run is made under a tape, for the gradient.
+    assert any(REUSED in note and "under one tape" in note for note in runs[2][0].notes), runs[2][0].notes
     shell.run_cell("reverse.lam = 10.0")
     changed, _ = run(shell, "x --hessian", cell)
     x = shell.user_ns["x"].numpy()

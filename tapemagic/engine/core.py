@@ -21,7 +21,7 @@ from .._result import SourceInfo, TapeResult, TargetResult, WatchedInfo
 from .._spec import SpecError, TapeSpec
 from . import effects as effects_, flow, guard, methods, why, words
 from . import graph as graph_
-from .derive import Derivatives, Recorder, widest
+from .derive import Derivatives, Recorder, untaped, widest
 from .sources import Source, as_variable, concrete_shape, leaves
 from .trace import Reuse, TraceCache, disagreement_of, first_line, wanted
 
@@ -175,19 +175,28 @@ class Engine:
 
     def _reused(self, spec: TapeSpec, body: Any, sources: list[Source], namespace: dict[str, Any] | None,
                 names: tuple[str, ...], notes: list[str], reuse: Reuse) -> TapeResult:
-        """A cell whose verified trace is cached under the same key: the cell runs once, as written, in
-        the user's namespace, under one tape (its value and gradient check the trace), and the other
-        derivatives come from the trace. The key cannot see everything (a Keras layer's Python attributes,
-        a file or environment variable the cell reads), so the trace's value and gradient must agree with
-        the run's; if they do not, or the trace fails, it is dropped and the derivatives come from eager
-        tapes on a replay of the cell on a copy of the namespace as it was (a trace is made only for code
-        whose second run leaves no trace)."""
+        """A cell whose verified trace is cached under the same key: the cell runs once, as written, in the
+        user's namespace, and its derivatives come from the trace, whose value must agree with the run's.
+        Where the key holds something without its content (a Keras layer's Python attributes, a library
+        module such as os, whose environment and files it cannot compare: ``reuse.blind``), the run is made
+        under one tape and the trace's gradient must agree too; else the run needs no tape, since everything
+        the cell reads from outside was compared by content. If the trace disagrees or fails, it is dropped
+        and the derivatives come from eager tapes on a replay of the cell on a copy of the namespace as it
+        was (a trace is made only for code whose second run leaves no trace)."""
         log = effects_.OpLog()
-        with _tensorflow_warnings(notes), Recorder(dataclasses.replace(spec, order=1, hessian=False), sources) as recorder:
-            with log.active():
-                recorder.run(lambda: body.run(sources))
+        checked = bool(reuse.blind)
+        if checked:
+            with _tensorflow_warnings(notes), Recorder(dataclasses.replace(spec, order=1, hessian=False), sources) as recorder:
+                with log.active():
+                    recorder.run(lambda: body.run(sources))
+                naming = _VariableNames(namespace)
+                recorder.first_order(naming, naming.frozen)
+        else:
+            recorder = Recorder(spec, sources)  # never entered: no tape records the run
+            with _tensorflow_warnings(notes), log.active(), untaped() as manual:
+                recorder.values = body.run(sources)
+            recorder.watched, recorder.manual = list(reuse.watched), manual
             naming = _VariableNames(namespace)
-            recorder.first_order(naming, naming.frozen)
         problem = None
         try:
             with _tensorflow_warnings(notes):
@@ -197,21 +206,31 @@ class Engine:
         else:
             problem = disagreement_of(out, recorder.values, recorder.first)
         if problem is None:
-            notes.append(_("traced: the cell ran once, as written, under one tape for its value and gradient; the other "
-                           "derivatives came from its cached trace compiled by XLA, whose value and gradient agreed with "
-                           "this run (nothing the cell reads has changed, but for the sources and Python floats, which it "
-                           "takes as arguments)") if reuse.entry.xla else
-                         _("traced: the cell ran once, as written, under one tape for its value and gradient; the other "
-                           "derivatives came from its cached trace, whose value and gradient agreed with this run "
-                           "(nothing the cell reads has changed, but for the sources and Python floats, which it takes "
-                           "as arguments)"))
+            if checked:
+                notes.append(_("traced: the cell ran once, as written, under one tape for its value and gradient; the "
+                               "other derivatives came from its cached trace compiled by XLA, whose value and gradient "
+                               "agreed with this run (nothing the cell reads has changed, but for the sources and Python "
+                               "floats, which it takes as arguments)") if reuse.entry.xla else
+                             _("traced: the cell ran once, as written, under one tape for its value and gradient; the "
+                               "other derivatives came from its cached trace, whose value and gradient agreed with this "
+                               "run (nothing the cell reads has changed, but for the sources and Python floats, which it "
+                               "takes as arguments)"))
+            else:
+                notes.append(_("traced: the cell ran once, as written, without tapes; its derivatives came from its cached "
+                               "trace compiled by XLA, whose value agreed with this run (everything the cell reads from "
+                               "outside was compared by content and has not changed, but for the sources and Python "
+                               "floats, which it takes as arguments)") if reuse.entry.xla else
+                             _("traced: the cell ran once, as written, without tapes; its derivatives came from its cached "
+                               "trace, whose value agreed with this run (everything the cell reads from outside was "
+                               "compared by content and has not changed, but for the sources and Python floats, which it "
+                               "takes as arguments)"))
             if reuse.layout is not None:
                 notes.append(_("traced: the {count} sources went into the trace as one vector, so the Hessian is one pass "
                                "over all of them", count=len(sources)) if spec.hessian else
                              _("traced: the {count} sources went into the trace as one vector, so the Jacobian is one pass "
                                "over all of them", count=len(sources)))
             derived = {name: Derivatives(
-                value=value, orders={1: recorder.first[name], **{k: v for k, v in out["derivatives"][name].items() if k > 1}},
+                value=value, orders={**out["derivatives"][name], **({1: recorder.first[name]} if checked else {})},
                 jacobian=out["jacobians"].get(name), hessian=out["hessians"].get(name), missing={})
                 for name, value in recorder.values.items()}
             return self._result(spec, body, names, recorder, derived, {}, notes, namespace, "traced", {}, log.effects,

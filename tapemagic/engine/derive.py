@@ -20,7 +20,7 @@ from . import seeds
 from .sources import Source, is_differentiable_target, leaves
 from .why import failed_again as _failed, no_gradient
 
-__all__ = ["Derivatives", "Recorder", "watch", "leaves", "is_differentiable_target", "pfor_failed"]
+__all__ = ["Derivatives", "Recorder", "untaped", "watch", "leaves", "is_differentiable_target", "pfor_failed"]
 
 # The tapes of the %%tape cell now running, for tapemagic.watch() inside it.
 _ACTIVE: contextvars.ContextVar[tuple[tf.GradientTape, ...] | None] = contextvars.ContextVar(
@@ -41,6 +41,19 @@ def watch(*tensors: Any) -> None:
     watched = _WATCHED.get()
     if watched is not None:
         watched.update(id(tensor) for tensor in tensors)
+
+
+@contextlib.contextmanager
+def untaped() -> Iterator[set[int]]:
+    """A run without tapes (its derivatives come from a trace): ``tapemagic.watch`` inside it watches on
+    no tape, and the ids of what it was given are collected in the set yielded."""
+    manual: set[int] = set()
+    active, watched = _ACTIVE.set(()), _WATCHED.set(manual)
+    try:
+        yield manual
+    finally:
+        _ACTIVE.reset(active)
+        _WATCHED.reset(watched)
 
 
 @dataclasses.dataclass(frozen=True)

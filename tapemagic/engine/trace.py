@@ -33,6 +33,11 @@ __all__ = ["TraceCache", "Reuse", "wanted", "disagreement_of", "first_line", "TR
 
 TRACE_MIN_ELEMENTS = 16
 _SCALARS = (int, float, complex, str, bytes, bool, type(None))
+# Library modules whose functions compute from their arguments alone: a cell that reads only these (and values
+# compared by content) is seen whole by the key. Any other (os, time, pathlib, pandas, ...) may bring in what
+# the key cannot compare: an environment variable, a file, a clock.
+_PURE_MODULES = frozenset({"tensorflow", "numpy", "math", "cmath", "keras", "jax", "functools", "operator",
+                           "itertools", "tapemagic"})
 
 
 def wanted(spec: Any, sources: list[Source]) -> bool:
@@ -64,6 +69,7 @@ class Reuse:
     layout: flat.Plan | None
     lifted: dict[str, Any]  # the Python floats passed in, at their values now
     watched: list[Any]  # the variables the tapes watched when the trace was verified
+    blind: tuple[str, ...] = ()  # what the key holds without its content (see _Fingerprint.blind)
 
 
 class TraceCache:
@@ -135,7 +141,8 @@ class TraceCache:
         if body.kind != "cell" or any(not s.is_variable and not body.can_replace(s) for s in sources):
             return None
         lifted = _liftable(body, sources) if body.key() not in self._no_lift else {}
-        base = _key(spec, body, sources, [], lifted)
+        blind: list[str] = []
+        base = _key(spec, body, sources, [], lifted, blind)
         found = self._verified.get(base) if base is not None else None
         if found is None:
             return None
@@ -145,7 +152,7 @@ class TraceCache:
             del self._verified[base]
             return None
         self._entries.move_to_end(key)
-        return Reuse(key, entry, layout, lifted, watched)
+        return Reuse(key, entry, layout, lifted, watched, tuple(dict.fromkeys(blind)))
 
     def call(self, reuse: Reuse, sources: list[Source]) -> dict[str, Any]:
         """The reused trace called on the sources' values now."""
@@ -451,7 +458,8 @@ def _liftable(body: Any, sources: list[Source]) -> dict[str, float]:
     return {name: value for name, value in body.captured().items() if type(value) is float and name not in names}
 
 
-def _key(spec: Any, body: Any, sources: list[Source], keep: list[Any], lifted: dict[str, Any] | None = None) -> tuple[Any, ...] | None:
+def _key(spec: Any, body: Any, sources: list[Source], keep: list[Any], lifted: dict[str, Any] | None = None,
+         blind: list[str] | None = None) -> tuple[Any, ...] | None:
     options = (spec.order, spec.jacobian, spec.hessian, spec.auto_watch, spec.watch_sources, spec.targets)
     shapes = []
     for s in sources:
@@ -462,7 +470,7 @@ def _key(spec: Any, body: Any, sources: list[Source], keep: list[Any], lifted: d
             shapes.append((s.name, tuple(s.value.shape.as_list()), s.value.dtype.name))
     arguments = {s.name for s in sources if not s.is_variable} | set(lifted or {})  # passed in, not captured
     try:
-        reads = _Fingerprint(keep).of({name: value for name, value in body.captured().items() if name not in arguments})
+        reads = _Fingerprint(keep, blind).of({name: value for name, value in body.captured().items() if name not in arguments})
     except _Uncomparable:
         return None
     return (body.key(), options, tuple(shapes), reads, tuple(sorted(lifted or {})))
@@ -475,10 +483,13 @@ class _Fingerprint:
     BUDGET = 20000
     MAX_ARRAY_BYTES = 1 << 24
 
-    def __init__(self, keep: list[Any]) -> None:
+    def __init__(self, keep: list[Any], blind: list[str] | None = None) -> None:
         self.keep = keep
         self.left = self.BUDGET
         self.path: set[int] = set()
+        # What the picture holds without its content: a Keras layer (its Python attributes), a library module
+        # other than the pure numerical ones (os: its environment; others: their settings and files).
+        self.blind = blind if blind is not None else []
 
     def of(self, value: Any, depth: int = 0) -> Any:
         self.left -= 1
@@ -498,6 +509,8 @@ class _Fingerprint:
                                                                if not k.startswith("__") and not isinstance(v, types.ModuleType)}, depth + 1))
                 finally:
                     self.path.discard(id(value))
+            if value.__name__.split(".")[0] not in _PURE_MODULES:
+                self.blind.append(value.__name__)
             return ("module", value.__name__)
         if isinstance(value, (tf.Variable,)) or as_variable(value) is not None or tf.is_tensor(value):
             self.keep.append(value)
@@ -509,6 +522,7 @@ class _Fingerprint:
                 raise _Uncomparable
             return ("array", value.shape, value.dtype.str, hashlib.blake2b(np.ascontiguousarray(value).tobytes(), digest_size=16).digest())
         if _keras_layer(value):
+            self.blind.append(type(value).__name__)
             return self._keras(value)
         if id(value) in self.path:
             return ("cycle",)
