@@ -457,8 +457,10 @@ def warm(case: Case, shell: Any, repeats: int, budget_s: float, least_rounds: in
     first = {name: blocked(call()) for name, call in calls.items()}  # warm-up: traces, compiles, caches
     run_cell(shell, case)  # the cell's second run: traced, and the trace checked against the run's tapes
     reused = run_cell(shell, case)  # the third: what the timed rounds run
-    path = reused.path + (" (reused: one run under one tape for the value and gradient, the rest from the cached trace)"
-                          if any("its cached trace" in note for note in reused.notes) else "")
+    note = next((note for note in reused.notes if "its cached trace" in note), "")
+    path = reused.path + (" (reused: one run without tapes, derivatives from the cached trace)" if "without tapes" in note
+                          else " (reused: one run under one tape for the value and gradient, the rest from the cached trace)"
+                          if note else "")
     worst = check_agreement(case, {**first, "cell, reused": tapemagic_value(case, reused)})
     started = time.perf_counter()
     for call in calls.values():

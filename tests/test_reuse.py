@@ -79,7 +79,8 @@ def test_a_file_the_cell_reads_changed_between_runs_gives_the_new_hessian(shell,
     np.save(path, np.array([1.0], np.float32))
     shell.run_cell(f"x = tf.Variable(tf.linspace(0.5, 1.5, {N}))\npath = {str(path)!r}")
     cell = "c = np.load(path)[0]\ny = c * tf.reduce_sum(x ** 3)"
-    three_runs(shell, "x --hessian", cell)
+    runs = three_runs(shell, "x --hessian", cell)
+    assert any(REUSED in note and "under one tape" in note for note in runs[2][0].notes)  # a file read: checked by gradient too
     np.save(path, np.array([5.0], np.float32))
     again, _ = run(shell, "x --hessian", cell)
     x = shell.user_ns["x"].numpy()

@@ -144,6 +144,7 @@ class TraceCache:
         blind: list[str] = []
         base = _key(spec, body, sources, [], lifted, blind)
         found = self._verified.get(base) if base is not None else None
+        blind.extend(_reads_outside(body))
         if found is None:
             return None
         key, layout, watched = found
@@ -443,6 +444,17 @@ def disagreement_of(out: dict[str, Any], values: dict[str, Any], first: dict[str
 # -- the key: everything that would change the trace, compared by content ---------------------------
 class _Uncomparable(Exception):
     pass
+
+
+# Calls that read what no key compares (a file, the environment, a clock), whatever module they come from.
+_OUTSIDE_READS = frozenset({"open", "input", "load", "loadtxt", "genfromtxt", "fromfile", "read_file", "read_csv",
+                            "read_text", "read_bytes", "getenv", "time", "perf_counter", "now", "today"})
+
+
+def _reads_outside(body: Any) -> list[str]:
+    """The cell's calls that read outside what the key compares (``np.load(path)``, ``open(...)``)."""
+    cell = getattr(body, "cell", None)
+    return [dotted for _line, dotted in getattr(cell, "calls", ()) if dotted.rsplit(".", 1)[-1] in _OUTSIDE_READS]
 
 
 def _common_dtype(sources: list[Source]) -> Any:
