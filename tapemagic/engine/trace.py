@@ -61,8 +61,9 @@ class _Entry:
 
 @dataclasses.dataclass
 class Reuse:
-    """A cell's verified trace, found by its key before the cell runs: the cell then runs once
-    without tapes and its derivatives come from the trace (:meth:`TraceCache.reusable`)."""
+    """A cell's verified trace, found by its key before the cell runs: the cell then runs once (without
+    tapes, or under one where ``blind`` is not empty) and its derivatives come from the trace
+    (:meth:`TraceCache.reusable`, ``Engine._reused``)."""
 
     key: Any  # the entry's key (the layout's mark included)
     entry: _Entry
@@ -144,7 +145,6 @@ class TraceCache:
         blind: list[str] = []
         base = _key(spec, body, sources, [], lifted, blind)
         found = self._verified.get(base) if base is not None else None
-        blind.extend(_reads_outside(body))
         if found is None:
             return None
         key, layout, watched = found
@@ -153,7 +153,7 @@ class TraceCache:
             del self._verified[base]
             return None
         self._entries.move_to_end(key)
-        return Reuse(key, entry, layout, lifted, watched, tuple(dict.fromkeys(blind)))
+        return Reuse(key, entry, layout, lifted, watched, tuple(dict.fromkeys([*blind, *_reads_outside(body)])))
 
     def call(self, reuse: Reuse, sources: list[Source]) -> dict[str, Any]:
         """The reused trace called on the sources' values now."""
