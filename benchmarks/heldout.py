@@ -3,7 +3,7 @@
     python benchmarks/heldout.py                    # everything: cold and warm, three repeats (about 15 minutes)
     python benchmarks/heldout.py --quick            # tiny sizes, one repeat (the test runs this)
     python benchmarks/heldout.py --only mlp-hessian rosenbrock-500 --warm
-    python benchmarks/heldout.py --profile order3 [--warm]       # cProfile of the cell's first (second) run
+    python benchmarks/heldout.py --profile order3 [--warm]       # cProfile of the cell's first run (3rd to 22nd)
 
 Problems: the ten of issue 17 (Rosenbrock n = 100/500/2000 Hessian; logistic regression d = 200/1000 Hessian; a
 10-32-1 tanh MLP's loss Hessian over its 4 parameter tensors; softmax cross-entropy over 32x10 logits Hessian; the
@@ -624,8 +624,9 @@ def summary_table(cold_summary: dict | None, warm_summary: dict | None) -> None:
         print(f"{label:44s} {statistics.median(v for v, _ in values):7.2f}x {worst:7.2f}x  {worst_name}")
 
 
-def profile_cell(builder: Callable, size: int, warm_run: bool, lines: int = 30) -> None:
-    """cProfile of the cell's first run (or, with ``warm_run``, its second) in a fresh process: where the time goes."""
+def profile_cell(builder: Callable, size: int, warm_run: bool, lines: int = 60) -> None:
+    """cProfile of the cell's first run in a fresh process, or with ``warm_run`` of 20 runs after the first two (the
+    reused trace's runs): where the time goes."""
     def child() -> dict[str, Any]:
         import cProfile
         import io
@@ -634,19 +635,21 @@ def profile_cell(builder: Callable, size: int, warm_run: bool, lines: int = 30) 
         case = build(builder, size)
         shell = new_shell()
         shell.user_ns.update(case.namespace)
-        if warm_run:
+        runs = 20 if warm_run else 1
+        for _ in range(2 if warm_run else 0):
             blocked(tapemagic_value(case, run_cell(shell, case)))
         profiler = cProfile.Profile()
         profiler.enable()
-        result = run_cell(shell, case)
-        blocked(tapemagic_value(case, result))
+        for _ in range(runs):
+            result = run_cell(shell, case)
+            blocked(tapemagic_value(case, result))
         profiler.disable()
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(lines)
         return {"ms": 0.0, "path": result.path, "text": text.getvalue()}
 
     answer = forked(child)
-    print(f"\ncProfile of the {'second' if warm_run else 'first'} %%tape run of {build_name(builder, size)} "
+    print(f"\ncProfile of the {'third to 22nd' if warm_run else 'first'} %%tape runs of {build_name(builder, size)} "
           f"(path: {answer['path']}):")
     print(answer["text"])
 
@@ -675,7 +678,7 @@ def main() -> None:
     which.add_argument("--warm", action="store_true", help="warm calls only")
     parser.add_argument("--repeats", type=int, help="default 3 (1 with --quick)")
     parser.add_argument("--budget", type=float, help="seconds of warm calls per problem and repeat (default 4; 0.3 quick)")
-    parser.add_argument("--profile", metavar="NAME", help="print a cProfile of the cell's first run of this problem (its second with --warm) and stop")
+    parser.add_argument("--profile", metavar="NAME", help="print a cProfile of the cell's first run of this problem (with --warm, of its 3rd to 22nd runs) and stop")
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
     budget = args.budget if args.budget is not None else (0.3 if args.quick else 4.0)
