@@ -169,3 +169,97 @@ def test_a_variable_read_through_gather_is_traced_and_agrees():
     eager = tapemagic.tape(code, ["v"], namespace=namespace, hessian=True, eager=True)
     assert traced.path == "traced", traced.notes
     np.testing.assert_allclose(traced.hessian.numpy(), eager.hessian.numpy(), rtol=1e-10)
+
+
+# -- diagonal matrices grown from the seeds (_Diagonals) -------------------------------------------
+def jacobian_function(f, eliminate: bool, n: int = N, dtype=tf.float64):
+    def jacobian(x):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            y = f(x)
+        j = _seeds.jacobian(tape, y, x)
+        return _seeds.eliminate(j) if eliminate else j
+
+    return tf.function(jacobian, autograph=False).get_concrete_function(tf.TensorSpec([n], dtype))
+
+
+def eager_jacobian(f, x):
+    x = tf.constant(x)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y = f(x)
+    return tape.jacobian(y, x, experimental_use_pfor=False).numpy()  # row by row: no pfor, no rewrite
+
+
+W = tf.constant(np.random.default_rng(5).normal(size=(N, N)) / np.sqrt(N))
+B = tf.constant(np.random.default_rng(6).normal(size=N) * 0.1)
+LAYERS = {
+    # A dense layer's Jacobian diag(act'(z)) W: the backward pass of act meets the seeds first, then W.
+    "tanh": lambda x: tf.tanh(tf.linalg.matvec(W, x) + B),
+    "sigmoid": lambda x: tf.sigmoid(tf.linalg.matvec(W, x) + B),
+    "relu": lambda x: tf.nn.relu(tf.linalg.matvec(W, x) + B),
+    "relu6": lambda x: tf.nn.relu6(3 * tf.linalg.matvec(W, x)),
+    "elu": lambda x: tf.nn.elu(tf.linalg.matvec(W, x) - B),
+    "selu": lambda x: tf.nn.selu(tf.linalg.matvec(W, x)),
+    "softplus": lambda x: tf.nn.softplus(tf.linalg.matvec(W, x)),
+    "leaky_relu (not rewritten)": lambda x: tf.nn.leaky_relu(tf.linalg.matvec(W, x), 0.1),
+    "W^T": lambda x: tf.tanh(tf.linalg.matvec(W, x, transpose_a=True)),
+    "row vector": lambda x: tf.reshape(tf.matmul(tf.reshape(tf.tanh(x), [1, N]), W), [N]),
+    "two layers": lambda x: tf.tanh(tf.linalg.matvec(W, tf.sigmoid(tf.linalg.matvec(W, x)))),
+    # Element-wise chains: every op on the diagonal, nothing n x n but the answer.
+    "sin(x) x": lambda x: tf.sin(x) * x,
+    "sums and negation": lambda x: -(tf.sin(x) * x) + x * x - tf.cos(x) / 2.0,
+    "reciprocal and rsqrt": lambda x: tf.math.reciprocal(x * x + 1.0) + tf.math.rsqrt(x * x + 2.0),
+    "a cast": lambda x: tf.cast(tf.cast(x, tf.float32) * 2.0, tf.float64) * x,
+    "broadcast against a matrix": lambda x: tf.reduce_sum(tf.tanh(x)[None, :] * W, axis=0),
+}
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_jacobians_through_diagonal_matrices_equal_the_eager_ones(name):
+    f = LAYERS[name]
+    x = np.random.default_rng(7).normal(size=N)
+    kept, taken_out = jacobian_function(f, False), jacobian_function(f, True)
+    expected = eager_jacobian(f, x)
+    tolerance = 1e-6 if name == "a cast" else 1e-12
+    for function in (kept, taken_out):
+        np.testing.assert_allclose(function(tf.constant(x)).numpy(), expected, rtol=tolerance, atol=tolerance)
+    # n x n by n x n products before and after: one per layer goes; the second layer's product with
+    # the first's (dense) Jacobian is real work and stays; a leaky ReLU's gradient is not rewritten.
+    before, after = {"two layers": (2, 1), "leaky_relu (not rewritten)": (1, 1)}.get(
+        name, (0, 0) if name in ("sin(x) x", "sums and negation", "reciprocal and rsqrt", "a cast",
+                                 "broadcast against a matrix") else (1, 0))
+    assert (square_products(kept), square_products(taken_out)) == (before, after)
+
+
+def test_a_dense_layer_jacobian_has_no_cubic_product_left_and_is_the_formula():
+    f = LAYERS["tanh"]
+    kept, taken_out = jacobian_function(f, False), jacobian_function(f, True)
+    assert square_products(kept) == 1 and square_products(taken_out) == 0
+    x = np.random.default_rng(8).normal(size=N)
+    z = W.numpy() @ x + B.numpy()
+    np.testing.assert_allclose(taken_out(tf.constant(x)).numpy(), (1 - np.tanh(z) ** 2)[:, None] * W.numpy(),
+                               rtol=1e-12, atol=1e-15)
+
+
+def test_a_keras_dense_layer_jacobian_through_the_magic_path_agrees():
+    keras = pytest.importorskip("keras")
+    layer = keras.layers.Dense(N, activation="tanh", dtype="float64")
+    layer.build((1, N))
+    namespace = {"tf": tf, "layer": layer, "x": tf.constant(np.random.default_rng(9).normal(size=(1, N)))}
+    traced = tapemagic.tape("y = layer(x)", ["x"], namespace=namespace, jacobian=True)
+    eager = tapemagic.tape("y = layer(x)", ["x"], namespace=namespace, jacobian=True, eager=True)
+    assert traced.path == "traced" and eager.path == "eager"
+    np.testing.assert_allclose(traced.jacobian["x"].numpy(), eager.jacobian["x"].numpy(), rtol=1e-12, atol=1e-15)
+
+
+def test_a_hessian_through_a_diagonal_chain_agrees():
+    # sum(softplus(W x)): its Hessian is W^T diag(sigmoid'(Wx)) W; the seeds meet W first, then the chain.
+    namespace = {"tf": tf, "W": W, "x": tf.constant(np.random.default_rng(10).normal(size=N))}
+    code = "y = tf.reduce_sum(tf.nn.softplus(tf.linalg.matvec(W, x))) + tf.reduce_sum(tf.sin(x) * x)"
+    traced = tapemagic.tape(code, ["x"], namespace=namespace, hessian=True)
+    assert traced.path == "traced"
+    x, w = namespace["x"].numpy(), W.numpy()
+    s = 1 / (1 + np.exp(-(w @ x)))
+    expected = w.T @ np.diag(s * (1 - s)) @ w + np.diag(2 * np.cos(x) - x * np.sin(x))
+    np.testing.assert_allclose(traced.hessian.numpy(), expected, rtol=1e-10, atol=1e-12)
