@@ -98,3 +98,77 @@ def test_the_line_is_parsed_once_and_errors_in_each_language():
         parse_line("x --order 0")
     with _i18n.language("en"), pytest.raises(SpecError, match="unrecognized arguments: --bogus"):
         parse_line("x --bogus")
+
+
+# -- found by review ---------------------------------------------------------------------------------
+def test_the_jacobian_of_an_assign_is_taken_eagerly_and_the_assign_happens_once(shell):
+    # v.assign_sub returns a value read lazily, which cannot be read inside a graph of ours.
+    shell.user_ns.update({"tf": tf, "w": tf.Variable([1.0, 2.0, 3.0]), "g": tf.constant([0.5, 0.5, 0.5])})
+    shell.run_cell_magic("tape", "w --jacobian -o r --display none", "y = w.assign_sub(0.1 * g * w)")
+    r = shell.user_ns["r"]
+    np.testing.assert_allclose(shell.user_ns["w"].numpy(), [0.95, 1.9, 2.85], rtol=1e-6)  # assigned once
+    np.testing.assert_allclose(r.targets[0].value.numpy(), [0.95, 1.9, 2.85], rtol=1e-6)
+    np.testing.assert_allclose(r.jacobian["w"].numpy(), np.eye(3))
+
+
+def test_proxies_mocks_and_closed_files_are_not_iterators(tmp_path):
+    import weakref
+    from unittest import mock
+
+    class Params:
+        pass
+
+    class NotIterable:
+        __iter__ = None
+
+        def __next__(self):
+            return 1
+
+    params = Params()
+    closed = open(tmp_path / "log.txt", "w")
+    closed.close()
+    for value in (weakref.proxy(params), mock.MagicMock(), closed, NotIterable()):
+        assert not effects._consumed_when_read(value), value
+    dead = weakref.proxy(Params())  # its object is gone at once
+    assert not effects._consumed_when_read(dead)
+    with open(tmp_path / "log.txt") as opened:
+        assert effects._consumed_when_read(opened)
+    namespace = {"tf": tf, "x": tf.Variable(2.0), "p": weakref.proxy(params)}
+    params.w = tf.constant(3.0)
+    r = tapemagic.tape("y = x**2 * p.w", ["x"], namespace=namespace, engine=Engine(), display="none", check=True)
+    assert float(r.gradients["x"]) == 12.0
+
+
+def test_an_index_error_in_a_users_second_order_gradient_is_raised_not_called_a_missing_gradient():
+    code = '''
+weights = [1.0, 2.0]
+@tf.custom_gradient
+def cube(a):
+    def grad(dy):
+        @tf.custom_gradient
+        def first(b):
+            def second(ddy):
+                return ddy * 6 * b * weights[2]
+            return 3 * b**2, second
+        return dy * first(a)
+    return a**3, grad
+y = tf.reduce_sum(cube(x))
+'''
+    for option in ({"hessian": True}, {"order": 2}):
+        namespace = {"tf": tf, "x": tf.Variable(np.linspace(0.5, 2.0, 3))}
+        with pytest.raises(IndexError, match="list index out of range"):
+            tapemagic.tape(code, ["x"], namespace=namespace, display="none", engine=Engine(), **option)
+
+
+def test_a_hessian_through_a_py_function_is_unknown_not_zero():
+    # TensorFlow differentiates a py_function once; its second derivatives come back unconnected, which
+    # is not zero (the answer here is diag(6x)). -n 2 said so already; the Hessian showed zeros.
+    namespace = {"tf": tf, "x": tf.Variable(np.linspace(0.5, 2.0, 4))}
+    code = "y = tf.reduce_sum(tf.py_function(lambda a: a**3, [x], tf.float64))"
+    r = tapemagic.tape(code, ["x"], namespace=namespace, hessian=True, display="none", engine=Engine())
+    np.testing.assert_allclose(r.gradients["x"].numpy(), 3 * np.linspace(0.5, 2.0, 4) ** 2)
+    assert r.hessian is None
+    assert "unknown, not zero" in " ".join(r.notes) and "py_function" in " ".join(r.notes)
+    linear = tapemagic.tape("y = tf.reduce_sum(3.0 * x)", ["x"], namespace=namespace, hessian=True, display="none",
+                            engine=Engine())
+    np.testing.assert_array_equal(linear.hessian.numpy(), np.zeros((4, 4)))  # no py_function: a true zero

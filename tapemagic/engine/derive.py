@@ -215,7 +215,8 @@ class Recorder:
                     hessians[name] = None  # a missing first derivative is unknown, not zero
                     missing.setdefault("*", next(iter(missing.values())))
                 elif k == 1 and spec.hessian:
-                    hessians[name] = _unless_missing(lambda: _hessian(outer, self._flat[name], sources), missing)
+                    hessians[name] = _unless_missing(lambda: _hessian(outer, self._flat[name], sources, missing, opaque),
+                                                     missing)
         return {name: Derivatives(value=value, orders=orders[name], jacobian=jacobians.get(name),
                                   hessian=hessians.get(name), missing=dict(self.missing[name]))
                 for name, value in self.values.items()}
@@ -251,6 +252,8 @@ def _unless_missing(compute: Callable[[], Any], missing: dict[str, str]) -> Any:
     TensorFlow fails to differentiate it again (a tf.py_function differentiated twice, say)."""
     try:
         return compute()
+    except (IndexError, KeyError):
+        raise  # the user's own bug in a gradient function, not a missing gradient: theirs to see
     except LookupError as error:
         missing.setdefault("*", no_gradient(error))
     except tf.errors.OpError as error:
@@ -294,7 +297,11 @@ def _jacobian(tape: tf.GradientTape, target: Any, source: Any, **options: Any) -
     if not tf.executing_eagerly() and target.shape.is_fully_defined():
         return seeds.jacobian(tape, target, source, **options)  # a pfor failure falls back to eager tapes
     try:
-        return _in_graph(lambda: tape.jacobian(target, source, **options))
+        if isinstance(target, tf.Tensor):
+            return _in_graph(lambda: tape.jacobian(target, source, **options))
+        # A variable's assign returns a value read lazily; read inside a graph, it needs the op that
+        # made it, which an eager assign does not keep: such a target is differentiated eagerly.
+        return tape.jacobian(target, source, **options)
     except (ValueError, NotImplementedError, tf.errors.OpError) as error:
         if not tf.executing_eagerly():
             raise  # inside a trace: the caller falls back to eager tapes
@@ -314,7 +321,8 @@ def _in_graph(jacobian: Callable[[], Any]) -> Any:
     conversion costs tens of milliseconds the first time in a process: measured on plain nested tapes in
     fresh processes (median of 7), a Rosenbrock Hessian's jacobian call took 175 ms against 204 ms at
     n = 100, and 399 ms against 478 ms at n = 2000. Called in a graph, pfor builds the same ops in place.
-    The tape's tensors are captured as the function's inputs; nothing is kept after the call."""
+    The tape's tensors are captured as the function's inputs; nothing is kept after the call. Without
+    AutoGraph, an error raised in the user's gradient function reaches them as raised."""
     if not tf.executing_eagerly() or tf.config.functions_run_eagerly():
         return jacobian()
     return tf.function(jacobian, autograph=False)()
@@ -351,15 +359,25 @@ def _flat(first: Mapping[str, Any], sources: list[Source]) -> Any:
                       for s in sources], axis=0)
 
 
-def _hessian(tape: tf.GradientTape, gradient: Any, sources: list[Source]) -> Any:
+def _hessian(tape: tf.GradientTape, gradient: Any, sources: list[Source], missing: dict[str, Any] | None = None,
+             opaque: str | None = None) -> Any:
     """All second partials over the flattened sources, in source order (mixed blocks too), from one
-    Jacobian of the flat gradient with respect to every source at once."""
+    Jacobian of the flat gradient with respect to every source at once. A source the gradient does not
+    depend on has zero second derivatives, unless the cell ran an op TensorFlow differentiates only once
+    (``opaque``, a py_function): then they are unknown, and the Hessian is None with that reason in
+    ``missing``, as _next_order does for -n."""
     if gradient is None:
         return None
     values = [source.value for source in sources]
     total = sum(_size(source.value) for source in sources)
     if not tf.executing_eagerly() and gradient.shape.is_fully_defined():
         return tf.reshape(seeds.jacobian_flat(tape, gradient, values), [total, total])
+    if opaque is not None and missing is not None:
+        # Which sources the gradient depends on does not depend on the cotangent: one product tells.
+        probe = tape.gradient(gradient, values, output_gradients=tf.ones_like(gradient))
+        if any(part is None for part in probe):
+            missing.setdefault("*", opaque)
+            return None
     try:
         blocks = _in_graph(lambda: tape.jacobian(gradient, values, unconnected_gradients=tf.UnconnectedGradients.ZERO))
     except (ValueError, NotImplementedError, tf.errors.OpError) as error:
