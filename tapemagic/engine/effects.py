@@ -141,12 +141,20 @@ def before_run(cell: Cell | None, namespace: Mapping[str, Any] | None, function:
 
 
 def _consumed_when_read(value: Any) -> bool:
-    if _random_generator(value) or isinstance(value, types.GeneratorType):
-        return True
-    # An iterator (a file, a csv.reader, itertools.count): reading it advances it. Asked of its type, not by
-    # calling iter(), which copies a tf.Variable's value (5 ms for 10,000 elements, on every first run).
-    kind = type(value)
-    return hasattr(kind, "__next__") and hasattr(kind, "__iter__")
+    try:
+        if _random_generator(value) or isinstance(value, types.GeneratorType):
+            return True
+    except ReferenceError:  # a weakref.proxy whose object is gone: nothing to read
+        return False
+    # An iterator (a file, a csv.reader, itertools.count): reading it advances it. Only a type with __next__
+    # can be one; iter() is not called on others, since it copies a tf.Variable's value (5 ms for 10,000
+    # elements, on every first run). A proxy or a mock has __next__ too: iter() decides for those.
+    if not hasattr(type(value), "__next__"):
+        return False
+    try:
+        return iter(value) is value
+    except Exception:  # not iterable after all (a closed file, a proxy of a plain object), or raises when asked
+        return False
 
 
 def _syntax_effects(tree: ast.AST, namespace: Mapping[str, Any]) -> list[str]:
