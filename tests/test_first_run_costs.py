@@ -172,3 +172,15 @@ def test_a_hessian_through_a_py_function_is_unknown_not_zero():
     linear = tapemagic.tape("y = tf.reduce_sum(3.0 * x)", ["x"], namespace=namespace, hessian=True, display="none",
                             engine=Engine())
     np.testing.assert_array_equal(linear.hessian.numpy(), np.zeros((4, 4)))  # no py_function: a true zero
+
+
+def test_a_structured_target_with_a_part_that_does_not_depend_on_a_source():
+    # y = (sin(x), z**2): the Jacobian over x has zero rows for z**2; one over w (unused) is None.
+    x = np.linspace(0.5, 2.0, 3)
+    namespace = {"tf": tf, "x": tf.Variable(x), "z": tf.Variable([1.0, 2.0], dtype=tf.float64),
+                 "w": tf.Variable([1.0], dtype=tf.float64)}
+    r = tapemagic.tape("y = (tf.sin(x), z**2)", ["x", "z", "w"], namespace=namespace, jacobian=True, display="none",
+                       engine=Engine())
+    np.testing.assert_allclose(r.jacobian["x"].numpy(), np.vstack([np.diag(np.cos(x)), np.zeros((2, 3))]))
+    np.testing.assert_allclose(r.jacobian["z"].numpy(), np.vstack([np.zeros((3, 2)), np.diag([2.0, 4.0])]))
+    assert r.jacobian["w"] is None

@@ -337,9 +337,16 @@ def _jacobians(tape: tf.GradientTape, value: Any, sources: list[Source]) -> dict
     # A structure of tensors: one Jacobian over its flattened parts, in tf.nest order.
     found = {}
     for source in sources:
-        blocks = [tf.reshape(_jacobian(tape, part, source.value), tf.concat([[-1], tf.shape(source.value)], 0))
-                  for part in parts]
-        found[source.name] = tf.concat(blocks, axis=0)
+        shape = tf.concat([[-1], tf.shape(source.value)], 0)
+        blocks = [_jacobian(tape, part, source.value) for part in parts]
+        if all(block is None for block in blocks):
+            found[source.name] = None  # no part depends on the source: None, explained like a gradient
+            continue
+        # A part that does not depend on the source (y = (sin(x), z**2)): its rows are zero.
+        found[source.name] = tf.concat([tf.reshape(block if block is not None else
+                                                   tf.zeros(tf.concat([tf.shape(part), tf.shape(source.value)], 0), part.dtype),
+                                                   shape)
+                                        for block, part in zip(blocks, parts)], axis=0)
     return found
 
 
