@@ -186,20 +186,19 @@ class _Diagonals:
         attrs = {key: node.attr[key] for key in node.attr}
         vector = op.graph.create_op(op.type, vectors, [op.outputs[0].dtype], attrs=attrs).outputs[0]
         vector.set_shape([op.outputs[0].shape[0]])
-        matrix = tf.linalg.diag(vector)
-        self.found[matrix.ref()] = vector
-        return matrix
+        return self._matrix(vector)
 
     def _product(self, op: tf.Operation, diagonals: list[Any]) -> Any:
         a, b = op.inputs
         if diagonals[0] is not None and diagonals[1] is not None:
-            return self._made_product(diagonals[0] * diagonals[1])
+            return self._matrix(diagonals[0] * diagonals[1])
         transpose_a, transpose_b = op.get_attr("transpose_a"), op.get_attr("transpose_b")
         if diagonals[1] is not None:  # op(a) @ diag(d) scales op(a)'s columns
             return (tf.transpose(a) if transpose_a else a) * diagonals[1][tf.newaxis, :]
         return diagonals[0][:, tf.newaxis] * (tf.transpose(b) if transpose_b else b)  # diag(d) @ op(b): its rows
 
-    def _made_product(self, vector: Any) -> Any:
+    def _matrix(self, vector: Any) -> Any:
+        """diag(vector), for the consumers left as traced, known by its vector to the others."""
         matrix = tf.linalg.diag(vector)
         self.found[matrix.ref()] = vector
         return matrix
@@ -214,16 +213,10 @@ class _Diagonals:
         big_out = [d for d in out.shape.as_list() if d != 1]
         if len(big_in) != 2 or big_in != big_out or big_in[0] != big_in[1]:
             return
-        square = tf.TensorShape(big_in)
-        known = self.found.get(source.ref())
-        if known is None and source.shape == square:
-            known = self.of(source)
-        if known is None:
-            size = self.identity.get(source.ref())
-            known = tf.ones([size], dtype=source.dtype) if size == big_in[0] else None
-        if known is not None and out.shape == square:
-            self.found[out.ref()] = known
-        elif known is not None:  # [n, n, 1] and the like: keep it for the reshape back to [n, n]
+        known = self.found.get(source.ref())  # shapes such as [n, n, 1] are kept too, for the reshape back
+        if known is None and self.identity.get(source.ref()) == big_in[0]:
+            known = self.found[source.ref()] = tf.ones([big_in[0]], dtype=source.dtype)
+        if known is not None:
             self.found[out.ref()] = known
 
 
