@@ -297,11 +297,7 @@ def _jacobian(tape: tf.GradientTape, target: Any, source: Any, **options: Any) -
     if not tf.executing_eagerly() and target.shape.is_fully_defined():
         return seeds.jacobian(tape, target, source, **options)  # a pfor failure falls back to eager tapes
     try:
-        if isinstance(target, tf.Tensor):
-            return _in_graph(lambda: tape.jacobian(target, source, **options))
-        # A variable's assign returns a value read lazily; read inside a graph, it needs the op that
-        # made it, which an eager assign does not keep: such a target is differentiated eagerly.
-        return tape.jacobian(target, source, **options)
+        return _eager_jacobian(tape, target, source, **options)
     except (ValueError, NotImplementedError, tf.errors.OpError) as error:
         if not tf.executing_eagerly():
             raise  # inside a trace: the caller falls back to eager tapes
@@ -314,16 +310,22 @@ def _jacobian(tape: tf.GradientTape, target: Any, source: Any, **options: Any) -
     return tf.reshape(tf.stack(rows), tf.concat([tf.shape(target), tf.shape(source)], axis=0))
 
 
-def _in_graph(jacobian: Callable[[], Any]) -> Any:
-    """An eager tape's ``jacobian`` called inside a tf.function of our own, traced without AutoGraph.
+def _eager_jacobian(tape: tf.GradientTape, target: Any, sources: Any, **options: Any) -> Any:
+    """An eager tape's ``tape.jacobian(target, sources)``, called inside a tf.function of our own, traced
+    without AutoGraph.
 
     Called eagerly, pfor wraps its vectorized loop in a tf.function of its own with AutoGraph on, whose
     conversion costs tens of milliseconds the first time in a process: measured on plain nested tapes in
     fresh processes (median of 7), a Rosenbrock Hessian's jacobian call took 175 ms against 204 ms at
     n = 100, and 399 ms against 478 ms at n = 2000. Called in a graph, pfor builds the same ops in place.
     The tape's tensors are captured as the function's inputs; nothing is kept after the call. Without
-    AutoGraph, an error raised in the user's gradient function reaches them as raised."""
-    if not tf.executing_eagerly() or tf.config.functions_run_eagerly():
+    AutoGraph, an error raised in the user's gradient function reaches them as raised. A target that is
+    not a tensor (a variable's assign returns a value read lazily, which inside a graph needs the op that
+    made it, and an eager assign does not keep it) is differentiated as TensorFlow does it eagerly."""
+    def jacobian() -> Any:
+        return tape.jacobian(target, sources, **options)
+
+    if not isinstance(target, tf.Tensor) or not tf.executing_eagerly() or tf.config.functions_run_eagerly():
         return jacobian()
     return tf.function(jacobian, autograph=False)()
 
@@ -366,8 +368,8 @@ def _flat(first: Mapping[str, Any], sources: list[Source]) -> Any:
                       for s in sources], axis=0)
 
 
-def _hessian(tape: tf.GradientTape, gradient: Any, sources: list[Source], missing: dict[str, Any] | None = None,
-             opaque: str | None = None) -> Any:
+def _hessian(tape: tf.GradientTape, gradient: Any, sources: list[Source], missing: dict[str, Any],
+             opaque: str | None) -> Any:
     """All second partials over the flattened sources, in source order (mixed blocks too), from one
     Jacobian of the flat gradient with respect to every source at once. A source the gradient does not
     depend on has zero second derivatives, unless the cell ran an op TensorFlow differentiates only once
@@ -379,14 +381,14 @@ def _hessian(tape: tf.GradientTape, gradient: Any, sources: list[Source], missin
     total = sum(_size(source.value) for source in sources)
     if not tf.executing_eagerly() and gradient.shape.is_fully_defined():
         return tf.reshape(seeds.jacobian_flat(tape, gradient, values), [total, total])
-    if opaque is not None and missing is not None:
+    if opaque is not None:
         # Which sources the gradient depends on does not depend on the cotangent: one product tells.
         probe = tape.gradient(gradient, values, output_gradients=tf.ones_like(gradient))
         if any(part is None for part in probe):
             missing.setdefault("*", opaque)
             return None
     try:
-        blocks = _in_graph(lambda: tape.jacobian(gradient, values, unconnected_gradients=tf.UnconnectedGradients.ZERO))
+        blocks = _eager_jacobian(tape, gradient, values, unconnected_gradients=tf.UnconnectedGradients.ZERO)
     except (ValueError, NotImplementedError, tf.errors.OpError) as error:
         if not tf.executing_eagerly():
             raise  # inside a trace: the caller falls back to eager tapes

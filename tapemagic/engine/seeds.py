@@ -134,12 +134,11 @@ class _Diagonals:
         self.found: dict[Any, Any] = {}  # square [n, n] tensor -> its diagonal, a [n] tensor
 
     def of(self, tensor: Any) -> Any:
-        """The diagonal of ``tensor`` where it is known to be a diagonal [n, n] matrix, else None."""
+        """The diagonal of ``tensor`` where it is known to be a diagonal [n, n] matrix (or one with unit
+        dimensions added, such as [n, n, 1]), else None. An identity seed's is ones."""
         found = self.found.get(tensor.ref())
-        if found is not None:
-            return found
         size = self.identity.get(tensor.ref())
-        if size is not None and tensor.shape.as_list() == [size, size]:
+        if found is None and size is not None and [d for d in tensor.shape.as_list() if d != 1] == [size, size]:
             found = self.found[tensor.ref()] = tf.ones([size], dtype=tensor.dtype)
         return found
 
@@ -213,9 +212,7 @@ class _Diagonals:
         big_out = [d for d in out.shape.as_list() if d != 1]
         if len(big_in) != 2 or big_in != big_out or big_in[0] != big_in[1]:
             return
-        known = self.found.get(source.ref())  # shapes such as [n, n, 1] are kept too, for the reshape back
-        if known is None and self.identity.get(source.ref()) == big_in[0]:
-            known = self.found[source.ref()] = tf.ones([big_in[0]], dtype=source.dtype)
+        known = self.of(source)  # shapes such as [n, n, 1] are kept too, for the reshape back to [n, n]
         if known is not None:
             self.found[out.ref()] = known
 
