@@ -22,7 +22,7 @@ from .._spec import SpecError, TapeSpec
 from . import effects as effects_, flow, guard, methods, why, words
 from . import graph as graph_
 from .derive import Derivatives, Recorder, untaped, widest
-from .sources import Source, as_variable, concrete_shape, leaves
+from .sources import Source, as_variable, concrete_shape, holds_sparse, leaves
 from .trace import Reuse, TraceCache, disagreement_of, first_line, wanted
 
 __all__ = ["Engine", "needs_replays"]
@@ -139,8 +139,9 @@ class Engine:
             naming = _VariableNames(namespace)
             recorder.first_order(naming, naming.frozen)
             seen = static + log.effects
-            refused = _jacobians_too_big(spec, recorder) if spec.jacobian else {}
-            tracing = tracing and not refused
+            refused = _jacobians_refused(spec, recorder) if spec.jacobian else {}
+            # a target the trace could not differentiate either: the eager result says why, once
+            tracing = tracing and not refused and not any(holds_sparse(value) for value in recorder.values.values())
             derived = None
             if tracing and seen:
                 notes.append(_("eager tapes: not traced, because tracing runs the cell's code again and a second run "
@@ -396,16 +397,23 @@ def _check_sizes(spec: TapeSpec, sources: list[Source]) -> None:
                               max(int(s.value.dtype.size) for s in floats), spec.order)
 
 
-def _jacobians_too_big(spec: TapeSpec, recorder: Recorder) -> dict[str, str]:
+def _jacobians_refused(spec: TapeSpec, recorder: Recorder) -> dict[str, str]:
+    """Targets whose Jacobian is not computed, with the reason shown beside the None Jacobian: a sparse or
+    ragged target, which tape.jacobian does not take, or one whose Jacobian would not fit in memory."""
+    refused = {name: reason for name, value in recorder.values.items() if (reason := why.no_jacobian(name, value))}
+    dense = {name: value for name, value in recorder.values.items() if name not in refused}
+    return {**_jacobians_too_big(dense, recorder.float_sources), **refused}
+
+
+def _jacobians_too_big(values: dict[str, Any], floats: list[Source]) -> dict[str, str]:
     """Targets whose Jacobian would not fit in memory, with the reason (known only after the run,
     so it is not computed and shows None with that reason; the rest of the result stays)."""
-    floats = recorder.float_sources
     if not floats:
         return {}
     elements = sum(int(s.value.shape.num_elements() or 0) for s in floats)
     itemsize = max(int(s.value.dtype.size) for s in floats)
     refused = {}
-    for name, value in recorder.values.items():
+    for name, value in values.items():
         parts = leaves(value)
         if parts is None:
             continue

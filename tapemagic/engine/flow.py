@@ -204,6 +204,8 @@ def _flag_from_why(why: str) -> Reason:
         return Reason(_("None: not watched"), "none")
     if kind == "left_tensorflow":
         return Reason(_("None: the computation left TensorFlow"), "none")
+    if kind == "sparse_target":
+        return Reason(_("None: a sparse target"), "none")
     return Reason(_("None: not connected to the loss"), "none")
 
 

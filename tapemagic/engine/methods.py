@@ -189,9 +189,16 @@ def _perturbed(source: Source, value: np.ndarray) -> Iterator[dict[str, Any]]:
 
 
 def _total(value: Any) -> float:
-    """The sum of a target, as tape.gradient differentiates it (a structure's parts summed too)."""
-    return float(sum(np.sum(np.asarray(part.numpy() if hasattr(part, "numpy") else part, dtype=np.float64))
-                     for part in tf.nest.flatten(value)))
+    """The sum of a target, as tape.gradient differentiates it (a structure's parts summed too; a ragged
+    tensor's entries, a sparse tensor's stored values)."""
+    def entries(part: Any) -> Any:
+        if isinstance(part, tf.RaggedTensor):
+            part = part.flat_values
+        elif isinstance(part, tf.SparseTensor):
+            part = part.values
+        return part.numpy() if hasattr(part, "numpy") else part
+
+    return float(sum(np.sum(np.asarray(entries(part), dtype=np.float64)) for part in tf.nest.flatten(value)))
 
 
 def _compare(name: str, source: Source, gradient: Any, differences: dict[int, float], step: float, tolerance: float) -> CheckReport:

@@ -15,7 +15,7 @@ from .._i18n import _
 from .._spec import SpecError
 
 __all__ = ["Source", "resolve", "from_values", "is_float", "describe_type", "as_variable", "leaves",
-           "is_differentiable_target", "concrete_shape"]
+           "is_differentiable_target", "holds_sparse", "concrete_shape"]
 
 
 @dataclasses.dataclass(eq=False)
@@ -58,9 +58,17 @@ def leaves(value: Any) -> list[Any] | None:
     return parts
 
 
+def holds_sparse(value: Any) -> bool:
+    """Whether a target is, or holds, a tf.SparseTensor, which TensorFlow's tapes refuse as a target."""
+    return any(isinstance(part, tf.SparseTensor) for part in leaves(value) or ())
+
+
 def is_differentiable_target(value: Any) -> bool:
+    """A tensor (or structure of them) of floats that tape.gradient takes: not a tf.SparseTensor
+    (why.explain says to take its values or its dense form)."""
     parts = leaves(value)
-    return parts is not None and all(is_float(tf.as_dtype(part.dtype)) for part in parts)
+    return (parts is not None and not holds_sparse(value)
+            and all(is_float(tf.as_dtype(part.dtype)) for part in parts))
 
 
 def concrete_shape(value: Any) -> tuple[int, ...]:

@@ -24,9 +24,9 @@ import numpy as np
 import tensorflow as tf
 
 from .._i18n import _
-from . import effects, flat, seeds
+from . import effects, flat, seeds, why
 from .derive import Derivatives, Recorder
-from .sources import Source, as_variable, leaves
+from .sources import Source, as_variable, holds_sparse, leaves
 from .words import joined
 
 __all__ = ["TraceCache", "Reuse", "wanted", "disagreement_of", "first_line", "TRACE_MIN_ELEMENTS"]
@@ -403,6 +403,9 @@ def _traced(spec: Any, body: Any, sources: list[Source], lifted: tuple[str, ...]
             for name, value in recorder.values.items():
                 if leaves(value) is None:
                     raise TypeError(_("the target {target} is a {kind}, not a tensor", target=name, kind=type(value).__name__))
+                refused = why.no_jacobian(name, value) if spec.jacobian else None
+                if refused or holds_sparse(value):
+                    raise TypeError(refused or why.sparse_target(name, value))  # the eager run says why, beside the None
             recorder.first_order()
             derived = recorder.rest()
         out = {

@@ -14,10 +14,10 @@ import tensorflow as tf
 from .._i18n import _
 from .._spec import TapeSpec
 from .cell import Cell
-from .sources import Source, describe_type, is_differentiable_target, leaves
+from .sources import Source, describe_type, holds_sparse, is_differentiable_target, leaves
 from .words import Reason, joined, kind_of
 
-__all__ = ["Reason", "opaque", "hessian_unknown", "explain", "rebinding_notes", "frozen_notes", "unavailable", "no_gradient", "failed_again", "missing_note"]
+__all__ = ["Reason", "opaque", "hessian_unknown", "explain", "rebinding_notes", "frozen_notes", "unavailable", "no_gradient", "failed_again", "missing_note", "sparse_target", "no_jacobian"]
 
 
 def no_gradient(error: LookupError) -> Reason:
@@ -68,6 +68,8 @@ def explain(spec: TapeSpec, target: str, value: Any, source: Source, cell: Cell 
                      "(tf.* ops instead of np.*, no .numpy() before the end).",
                      target=target, kind=describe_type(value), source=name)
         return Reason(text, "integer_cast" if _casts(cell) else "left_tensorflow")
+    if holds_sparse(value):
+        return Reason(sparse_target(target, value), "sparse_target")
     dtypes = {tf.as_dtype(part.dtype) for part in parts}
     bad = sorted(d.name for d in dtypes if not (d.is_floating or d.is_complex))
     if bad:
@@ -92,6 +94,32 @@ def explain(spec: TapeSpec, target: str, value: Any, source: Source, cell: Cell 
         "through operations without a gradient (integer casts, argmax, rounding, assignment).",
         target=target, source=name,
     ), "not_connected")
+
+
+def sparse_target(target: str, value: Any) -> str:
+    """Why a target that is (or holds) a tf.SparseTensor has no derivatives, and what to take instead."""
+    if isinstance(value, tf.SparseTensor):
+        return _("the target {target} is a tf.SparseTensor, which TensorFlow's tapes do not differentiate (TensorFlow: "
+                 "'Type SparseTensor is not supported as a gradient source or gradient target'). Make the target its "
+                 "stored values, {target}.values, or its dense form, tf.sparse.to_dense({target}).", target=target)
+    return _("the target {target} holds a tf.SparseTensor, which TensorFlow's tapes do not differentiate (TensorFlow: "
+             "'Type SparseTensor is not supported as a gradient source or gradient target'). Put its stored values "
+             "(s.values) or its dense form (tf.sparse.to_dense(s)) in {target} instead.", target=target)
+
+
+def no_jacobian(target: str, value: Any) -> str | None:
+    """Why TensorFlow cannot take a Jacobian of this target at all (a sentence shown beside the None
+    Jacobian), or None when it can: tape.jacobian needs dense tensors, each of one shape."""
+    parts = leaves(value)
+    if parts is None:
+        return None
+    if holds_sparse(value):
+        return sparse_target(target, value)
+    if any(isinstance(part, tf.RaggedTensor) for part in parts):
+        return _("the Jacobian of {target} was not computed: {target} is a tf.RaggedTensor, whose rows differ in "
+                 "length, and tape.jacobian takes only a dense target of one shape. Make the target {target}.flat_values "
+                 "(its entries, row after row) or {target}.to_tensor() (the rows padded with zeros).", target=target)
+    return None
 
 
 def _only_decides_a_branch(source: Source, cell: Cell | None) -> Reason | None:

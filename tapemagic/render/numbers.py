@@ -1,6 +1,7 @@
 """Deterministic, one-line text for numbers and arrays (no ids, fixed formatting)."""
 from __future__ import annotations
 
+import math
 import sys
 from typing import Any
 
@@ -12,14 +13,39 @@ __all__ = ["as_array", "scalar", "array", "summary", "python_literal", "element"
 
 
 def as_array(value: Any) -> np.ndarray:
-    """A NumPy view of a tensor, variable, number or array."""
+    """A NumPy view of a tensor, variable, number or array; a tf.SparseTensor's dense form; a structure whose
+    parts differ in shape (a tuple of tensors, a dict) as a 1-d object array of its parts, as NumPy holds a
+    ragged tensor's rows (shown as nested lists; no copy as Python, no sum)."""
+    if _is_sparse(value):
+        indices, values = np.asarray(value.indices), np.asarray(value.values)
+        dense = np.zeros(tuple(int(d) for d in np.asarray(value.dense_shape)), dtype=values.dtype)
+        dense[tuple(indices.T)] = values
+        return dense
     if hasattr(value, "numpy"):
         value = value.numpy()
-    return np.asarray(value)
+    if isinstance(value, dict):  # a target that is a dict of tensors: its values, in order
+        value = list(value.values())
+    try:
+        if isinstance(value, (list, tuple)) and any(_is_sparse(part) or isinstance(part, dict) for part in value):
+            raise ValueError("parts NumPy cannot convert")
+        return np.asarray(value)
+    except ValueError:  # parts of different shapes
+        parts = list(value)
+        out = np.empty(len(parts), dtype=object)
+        for index, part in enumerate(parts):
+            out[index] = as_array(part)
+        return out
+
+
+def _is_sparse(value: Any) -> bool:
+    """A tf.SparseTensor (by its parts, so rendering needs no TensorFlow)."""
+    return all(hasattr(value, name) for name in ("indices", "values", "dense_shape"))
 
 
 def scalar(value: Any, precision: int) -> str:
     """A number rounded to ``precision`` significant digits, trailing zeros dropped: 24, 0.3333, 1.5e-07."""
+    if type(value) is float:  # the common case first (a heatmap formats thousands)
+        return _float(value, precision)
     value = value.item() if isinstance(value, np.generic) else value
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
@@ -31,9 +57,13 @@ def scalar(value: Any, precision: int) -> str:
         return repr(value.decode("utf-8", "replace"))
     if not isinstance(value, float):
         return str(value)
-    if np.isnan(value):
+    return _float(float(value), precision)
+
+
+def _float(value: float, precision: int) -> str:
+    if math.isnan(value):  # math's tests, not NumPy's: on a Python float they cost a tenth
         return "nan"
-    if np.isinf(value):
+    if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     if value == 0:
         return "0"
@@ -45,10 +75,19 @@ def scalar(value: Any, precision: int) -> str:
 
 
 def array(value: Any, precision: int, max_elements: int) -> str:
-    """One line: a scalar, a small nested list, or a summary of a large array."""
+    """One line: a scalar, a small nested list, or a summary of a large array (a SparseTensor's dense form, said)."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {array(part, precision, max_elements)}" for key, part in value.items()) + "}"
     data = as_array(value)
+    if _is_sparse(value):
+        return _("{dense} (a SparseTensor, {count} stored)", dense=array(data, precision, max_elements),
+                 count=int(np.asarray(value.values).size))
     if data.ndim == 0:
         return scalar(data.item(), precision)
+    if data.dtype == object and data.ndim == 1 and any(isinstance(part, np.ndarray) for part in data):
+        # parts of different shapes (a ragged tensor's rows, a tuple's tensors): each part on its own terms
+        parts = [array(part, precision, max_elements) for part in data[:max(1, max_elements)]]
+        return "[" + ", ".join(parts + (["…"] if data.size > max(1, max_elements) else [])) + "]"
     if data.size > max_elements:
         return summary(data, precision, max_elements)
     return _nested(data, precision)
