@@ -99,36 +99,147 @@ def _blocks(size: int) -> list[np.ndarray]:
 
 
 def render(data: Any, precision: int, symbol: str = "H") -> str:
-    """A heatmap of a matrix (a vector is one row; more dimensions are flattened after the first)."""
+    """A heatmap of a matrix (a vector is one row; more dimensions are flattened after the first).
+
+    Vectorised: each block's mean, min, max and count of finite elements come from NumPy reductions over the
+    blocks, and each colour step's class and colours are made once; the loop over the (at most 40 × 40) cells
+    only joins strings. Per cell, NumPy calls had cost 50 to 170 ms a map, far more than the derivatives."""
     original = numbers.as_array(data)
     if original.size == 0:  # a Jacobian of an empty target, say: (0, 3) cannot be reshaped with -1
         empty = _("(empty: shape {shape})", shape=str(tuple(original.shape)))
         return f'<div class="tm-note">{escape(empty)}</div>'
     matrix = original.reshape(original.shape[0], -1) if original.ndim >= 2 else original.reshape(1, -1)
-    values = matrix.astype(np.float64)
+    # float32 and float64 as they are (the reductions sum in float64); anything else as float64
+    values = matrix if matrix.dtype in (np.float32, np.float64) else matrix.astype(np.float64)
     row_blocks, col_blocks = _blocks(matrix.shape[0]), _blocks(matrix.shape[1])
     sampled = len(row_blocks) < matrix.shape[0] or len(col_blocks) < matrix.shape[1]
     # What each cell shows: the element, or its block's mean; the colour scale is that of what is shown.
-    shown = np.array([[_block_mean(values[np.ix_(r, c)]) for c in col_blocks] for r in row_blocks])
+    stats = _BlockStats(values, row_blocks, col_blocks)
+    shown = stats.shown
     finite = shown[np.isfinite(shown)]
     scale = float(np.max(np.abs(finite))) if finite.size else 0.0
-    texts = None if sampled else [[numbers.scalar(item, precision) for item in row] for row in matrix.tolist()]
+    text_of = _Formatter(precision)
+    texts = None if sampled else [[text_of(item) for item in row] for row in matrix.tolist()]
     width = max((len(t) for row in texts for t in row), default=1) * 7 + 8 if texts else 0
     show_numbers = texts is not None and matrix.shape[1] * width <= FIT_WIDTH_PX
+    titles = stats.titles(text_of) if sampled else None
     label_every = 1 if len(col_blocks) <= 20 else 5
     head = "".join(_index_cell(block, j, label_every) for j, block in enumerate(col_blocks))
     rows = [f'<tr><th style="{_INDEX}"></th>{head}</tr>']
+    steps = _levels(shown, scale)
+    opening = {}  # (step, text shown) -> the cell's tag up to its title
     for i, rows_in in enumerate(row_blocks):
         cells = []
+        r = int(rows_in[0])
         for j, cols_in in enumerate(col_blocks):
-            r, c = int(rows_in[0]), int(cols_in[0])
-            title = (_block_title(rows_in, cols_in, values[np.ix_(rows_in, cols_in)], precision) if sampled
-                     else f"{symbol}[{r}, {c}] = {numbers.element(matrix[r, c])}")
-            cells.append(_cell(float(shown[i, j]), scale, title, texts[r][c] if show_numbers else "",
-                               width if show_numbers else 0))
+            c = int(cols_in[0])
+            title = titles[i][j] if titles is not None else f"{symbol}[{r}, {c}] = {numbers.element(matrix[r, c])}"
+            text = texts[r][c] if show_numbers else ""
+            step = int(steps[i, j])
+            key = (step, bool(text))
+            if key not in opening:
+                opening[key] = _opening(None if step == _NONFINITE_STEP else step, bool(text), width)
+            before, after = opening[key]
+            cells.append(f'{before}{escape(title)}{after}{escape(text)}</td>')
         rows.append(f'<tr>{_index_cell(rows_in, i, 1 if len(row_blocks) <= 20 else 5)}{"".join(cells)}</tr>')
     table = f'<table class="tm-heatmap" style="border-collapse:collapse;margin:4px 0">{"".join(rows)}</table>'
-    return f'<div style="overflow-x:auto">{table}{_colour_bar(scale, precision, values, matrix.shape, row_blocks, col_blocks)}</div>'
+    return f'<div style="overflow-x:auto">{table}{_colour_bar(scale, precision, stats.finite, matrix.shape, row_blocks, col_blocks)}</div>'
+
+
+_NONFINITE_STEP = 2 * LEVELS + 1  # stands for level()'s None in an integer array
+
+
+def _levels(shown: np.ndarray, scale: float) -> np.ndarray:
+    """level() of every cell at once (NumPy rounds half to even, as round() does); _NONFINITE_STEP for NaN/Inf."""
+    finite = np.isfinite(shown)
+    if scale == 0:
+        t = np.zeros_like(shown)
+    else:
+        with np.errstate(invalid="ignore", over="ignore"):
+            t = np.clip(np.where(finite, shown, 0.0) / scale, -1.0, 1.0)
+    return np.where(finite, np.round(t * LEVELS), _NONFINITE_STEP).astype(np.int64)
+
+
+def _opening(step: int | None, text: bool, width: int) -> tuple[str, str]:
+    """A cell's tag around its title, for a colour step, with or without a number in it."""
+    background = _mix(step, ZERO, NONFINITE)
+    style = f"border:1px solid {GRID};background:{_hex(background)}"
+    if text:
+        style = (f"min-width:{width}px;height:20px;padding:0 3px;font-size:11px;text-align:center;{style};"
+                 f"color:{_hex(text_colour(background))}")
+    else:  # no number: a small square (its colour, and its title on hover) is all it needs
+        style = f"width:12px;height:12px;padding:0;{style}"
+    return f'<td class="{_class(step)}" title="', f'" style="{style}">'
+
+
+class _Formatter:
+    """numbers.scalar at one precision, each distinct value formatted once (a map repeats its zeros)."""
+
+    def __init__(self, precision: int) -> None:
+        self.precision = precision
+        self._done: dict[float, str] = {}
+
+    def __call__(self, value: Any) -> str:
+        try:
+            return self._done[value]
+        except KeyError:
+            text = self._done[value] = numbers.scalar(value, self.precision)
+            return text
+        except TypeError:  # not hashable
+            return numbers.scalar(value, self.precision)
+
+
+class _BlockStats:
+    """Per block of a matrix: the mean (NaN where any element is NaN/Inf), and over its finite elements the
+    mean, min and max, with the count of the others. Blocks are consecutive ranges (np.array_split), so each
+    statistic is one reduceat along the rows and one along the columns."""
+
+    def __init__(self, values: np.ndarray, row_blocks: list[np.ndarray], col_blocks: list[np.ndarray]) -> None:
+        self.row_blocks, self.col_blocks = row_blocks, col_blocks
+        rows, cols = [int(b[0]) for b in row_blocks], [int(b[0]) for b in col_blocks]
+
+        def reduce(ufunc: Any, array: np.ndarray) -> np.ndarray:
+            # along the rows' contiguous memory first: 2 to 4 times faster than the other order
+            return ufunc.reduceat(ufunc.reduceat(array, cols, axis=1, dtype=np.float64), rows, axis=0)
+
+        self.sizes = np.outer([len(b) for b in row_blocks], [len(b) for b in col_blocks])
+        finite = np.isfinite(values)
+        self.finite = bool(finite.all())
+        if self.finite:  # the usual case: no masking
+            self.counts = self.sizes
+            self.sums = reduce(np.add, values)
+            self.mins, self.maxs = reduce(np.minimum, values), reduce(np.maximum, values)
+        else:
+            self.counts = reduce(np.add, finite).astype(np.int64)
+            self.sums = reduce(np.add, np.where(finite, values, 0.0))
+            self.mins = reduce(np.minimum, np.where(finite, values, np.inf))
+            self.maxs = reduce(np.maximum, np.where(finite, values, -np.inf))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.finite_means = self.sums / self.counts
+        self.shown = np.where(self.counts == self.sizes, self.sums / self.sizes, np.nan)
+
+    def titles(self, text_of: "_Formatter") -> list[list[str]]:
+        """What hovering a block says: its rows, cols and element count, and its mean, min and max."""
+        def span(index: np.ndarray) -> str:
+            return f"{int(index[0])}–{int(index[-1])}" if len(index) > 1 else str(int(index[0]))
+
+        rows, cols = [span(b) for b in self.row_blocks], [span(b) for b in self.col_blocks]
+        plain = _("rows {rows}, cols {cols} ({count} elements): mean {mean}, min {min}, max {max}")
+        some_bad = _("rows {rows}, cols {cols} ({count} elements): mean {mean}, min {min}, max {max}, {bad} nan/inf")
+        all_bad = _("rows {rows}, cols {cols} ({count} elements): all nan/inf")
+        out = []
+        for i, row in enumerate(rows):
+            line = []
+            for j, col in enumerate(cols):
+                count, finite = int(self.sizes[i, j]), int(self.counts[i, j])
+                if not finite:
+                    line.append(all_bad.format(rows=row, cols=col, count=count))
+                    continue
+                stats = dict(rows=row, cols=col, count=count, mean=text_of(float(self.finite_means[i, j])),
+                             min=text_of(float(self.mins[i, j])), max=text_of(float(self.maxs[i, j])))
+                line.append(some_bad.format(bad=count - finite, **stats) if finite < count else plain.format(**stats))
+            out.append(line)
+        return out
 
 
 _INDEX = "font-size:10px;font-weight:400;padding:0 3px;text-align:right;border:0;background:none;opacity:.8"
@@ -142,46 +253,13 @@ def _index_cell(block: np.ndarray, position: int, every: int) -> str:
     return f'<th style="{_INDEX}"{title}>{label}</th>'
 
 
-def _cell(value: float, scale: float, title: str, text: str, width: int) -> str:
-    step = level(value, scale)
-    background = colour(value, scale)
-    style = f"border:1px solid {GRID};background:{_hex(background)}"
-    if text:
-        style = (f"min-width:{width}px;height:20px;padding:0 3px;font-size:11px;text-align:center;{style};"
-                 f"color:{_hex(text_colour(background))}")
-    else:  # no number: a small square (its colour, and its title on hover) is all it needs
-        style = f"width:12px;height:12px;padding:0;{style}"
-    return f'<td class="{_class(step)}" title="{escape(title)}" style="{style}">{escape(text)}</td>'
-
-
-def _block_mean(block: np.ndarray) -> float:
-    return float(np.mean(block)) if np.all(np.isfinite(block)) else float("nan")
-
-
-def _block_title(rows: np.ndarray, cols: np.ndarray, block: np.ndarray, precision: int) -> str:
-    def span(index: np.ndarray) -> str:
-        return f"{int(index[0])}–{int(index[-1])}" if len(index) > 1 else str(int(index[0]))
-
-    finite = block[np.isfinite(block)]
-    where = dict(rows=span(rows), cols=span(cols), count=block.size)
-    if not finite.size:
-        return _("rows {rows}, cols {cols} ({count} elements): all nan/inf", **where)
-    stats = dict(mean=numbers.scalar(float(finite.mean()), precision), min=numbers.scalar(float(finite.min()), precision),
-                 max=numbers.scalar(float(finite.max()), precision))
-    bad = block.size - finite.size
-    if bad:
-        return _("rows {rows}, cols {cols} ({count} elements): mean {mean}, min {min}, max {max}, {bad} nan/inf",
-                 bad=bad, **where, **stats)
-    return _("rows {rows}, cols {cols} ({count} elements): mean {mean}, min {min}, max {max}", **where, **stats)
-
-
 def _swatch(value: float, scale: float, title: str) -> str:
     step = level(value, scale)
     return (f'<span class="{_class(step)}" title="{escape(title)}" style="display:inline-block;width:16px;height:10px;'
             f'border:1px solid {GRID};background:{_hex(colour(value, scale))}"></span>')
 
 
-def _colour_bar(scale: float, precision: int, values: np.ndarray, shape: tuple[int, ...],
+def _colour_bar(scale: float, precision: int, finite: bool, shape: tuple[int, ...],
                 row_blocks: list[np.ndarray], col_blocks: list[np.ndarray]) -> str:
     """The legend: the scale's ends, its colours, what a grey cell and a block mean."""
     steps = np.linspace(-scale, scale, BAR_STEPS) if scale else np.zeros(1)
@@ -190,7 +268,7 @@ def _colour_bar(scale: float, precision: int, values: np.ndarray, shape: tuple[i
     legend = _("blue < 0 < red")
     parts = [f'<span>{"-" + limit if scale else "0"}</span>', f'<span style="display:inline-flex">{swatches}</span>',
              f"<span>{'+' + limit if scale else ''}</span>", f"<span>{escape(legend)}</span>"]
-    if not np.all(np.isfinite(values)):
+    if not finite:
         parts.append(f"<span>{_swatch(float('nan'), scale, 'nan/inf')} nan/inf</span>")
     if len(row_blocks) < shape[0] or len(col_blocks) < shape[1]:
         rows_per, cols_per = -(-shape[0] // len(row_blocks)), -(-shape[1] // len(col_blocks))
