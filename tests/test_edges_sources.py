@@ -16,7 +16,7 @@ from conftest import CACHED
 
 pytestmark = pytest.mark.usefixtures("trace_first_run")  # these test the traced path itself
 
-K = 20  # tracing starts at 16 elements (trace.TRACE_MIN_ELEMENTS)
+K = 20  # -n alone is traced from 16 elements (trace.TRACE_MIN_ELEMENTS)
 ONE_VECTOR = "sources went into the trace as one vector"
 
 

@@ -201,3 +201,37 @@ def test_an_order_request_beyond_the_unchecked_size_is_checked(monkeypatch):
     guard.check_order(1000, 4, 3)  # 48 kB: not even read
     with pytest.raises(SpecError, match="-n 3"):
         guard.check_order(1_000_000, 4, 3)  # 48 MB: more than 32 MiB, so the machine's memory is read
+
+
+@pytest.mark.parametrize("option", ["--hessian", "--jacobian"])
+def test_a_small_hessian_or_jacobian_is_traced_on_its_second_run_without_xla(shell, option):
+    # Eager tape.jacobian makes a new tf.function per call (65 to 95 ms, even for 2 elements); a cached trace answers
+    # in 1 to 2 ms, so a Jacobian or Hessian of any size is traced when its cell runs again. Below 16 elements the
+    # trace is not compiled by XLA, which cost more than it saved there.
+    shell.run_cell("a = tf.Variable(3.0)\nb = tf.Variable([4.0, 0.5])")
+    cell = f"f_{option[2:]} = tf.stack([a ** 2 * b[0], tf.sin(b[1]) * a])"  # code of its own: not seen before
+    runs = three_runs(shell, f"a b {option}", cell)
+    assert [r.path for r, _ in runs] == ["eager", "traced", "traced"]
+    assert not any("XLA" in note for r, _ in runs for note in r.notes), [r.notes for r, _ in runs]
+    kind = option[2:]
+
+    def matrix(r) -> np.ndarray:  # a Jacobian is per source (a: (2,), b: (2, 2)): side by side, columns a, b0, b1
+        found = getattr(r.targets[0], kind)
+        return np.asarray(found) if kind == "hessian" else np.column_stack([np.asarray(found["a"]), np.asarray(found["b"])])
+
+    for r, _ in runs[1:]:
+        np.testing.assert_allclose(matrix(r), matrix(runs[0][0]), rtol=1e-6)
+    a, b = 3.0, (4.0, 0.5)
+    if kind == "hessian":  # of the sum, a^2 b0 + sin(b1) a, over (a, b0, b1)
+        expected = [[2 * b[0], 2 * a, np.cos(b[1])], [2 * a, 0, 0], [np.cos(b[1]), 0, -np.sin(b[1]) * a]]
+    else:
+        expected = [[2 * a * b[0], a ** 2, 0], [np.sin(b[1]), 0, np.cos(b[1]) * a]]
+    np.testing.assert_allclose(matrix(runs[2][0]), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_higher_orders_alone_over_few_elements_stay_eager(shell):
+    # -n alone: nested eager tapes answer in a few ms below 16 elements, so no trace is made.
+    shell.run_cell("a = tf.Variable(3.0)")
+    runs = three_runs(shell, "a -n 3", "f = a ** 4")
+    assert [r.path for r, _ in runs] == ["eager"] * 3
+    assert [float(r.targets[0].derivatives[3]["a"]) for r, _ in runs] == [72.0] * 3
