@@ -235,3 +235,33 @@ def test_higher_orders_alone_over_few_elements_stay_eager(shell):
     runs = three_runs(shell, "a -n 3", "f = a ** 4")
     assert [r.path for r, _ in runs] == ["eager"] * 3
     assert [float(r.targets[0].derivatives[3]["a"]) for r, _ in runs] == [72.0] * 3
+
+
+def test_a_trace_that_failed_is_not_tried_again_while_the_code_and_its_reads_are_the_same(shell, monkeypatch):
+    # .numpy() inside the cell cannot be traced: run 2 tries and says why; later runs do not run the cell's code a
+    # second time for a trace that would fail the same way, and say so. New code (or new reads) is tried again.
+    tries = []
+    original = TraceCache._call
+    monkeypatch.setattr(TraceCache, "_call", lambda self, *a, **k: tries.append(1) or original(self, *a, **k))
+    shell.run_cell(f"x = tf.Variable(tf.linspace(0.5, 1.5, {N}))\nscale = 2.0")
+    cell = "s = float(tf.reduce_sum(x).numpy() > 0)\ny = tf.reduce_sum(tf.sin(x) * x) * s * scale"
+    runs = [run(shell, "x --hessian", cell)[0] for _ in range(4)]
+    assert [r.path for r in runs] == ["eager"] * 4 and len(tries) == 1
+    assert any("tracing the cell failed" in note for note in runs[1].notes), runs[1].notes
+    for r in runs[2:]:
+        assert any("failed on an earlier run" in note and "not traced again" in note for note in r.notes), r.notes
+        np.testing.assert_allclose(r.targets[0].hessian.numpy(), runs[0].targets[0].hessian.numpy(), rtol=1e-6)
+    shell.run_cell("scale = 3.0")  # what the cell reads changed: the trace is tried again (and fails again)
+    assert run(shell, "x --hessian", cell)[0].path == "eager" and len(tries) == 2
+
+
+def test_a_function_whose_trace_fails_says_so_once():
+    # Before, the function path and then the cell path each tried the trace: two notes, on every call.
+    def f(x):
+        return tf.reduce_sum(tf.sin(x) * x) * float(x.numpy().sum() > 0)
+
+    x = tf.constant(np.linspace(0.1, 1.0, N), tf.float32)
+    results = [tapemagic.tape(f, [x], hessian=True) for _ in range(3)]
+    failures = [[note for note in r.notes if "tracing" in note and "failed" in note] for r in results]
+    assert failures[0] == [] and len(failures[1]) == 1 and "tracing the function failed" in failures[1][0]
+    assert len(failures[2]) == 1 and "failed on an earlier run" in failures[2][0], failures

@@ -90,6 +90,9 @@ class TraceCache:
         self._no_flat: set[Any] = set()  # cells whose sources cannot be fed as one vector
         self._clean_functions: set[Any] = set()  # keys of function traces made after their code showed no effect
         self._seen: collections.OrderedDict[Any, None] = collections.OrderedDict()  # code run before
+        # A key whose trace failed -> (the error's first line, what the key names by identity, kept alive): not
+        # traced again while the code and everything it reads stay the same (it would fail the same way).
+        self._failed: collections.OrderedDict[Any, tuple[str, list[Any]]] = collections.OrderedDict()
         # A cell's key (without the layout's mark) -> (entry key, layout, watched variables), for traces a
         # real run under tapes has verified (value and gradient): found before the next run of the cell.
         self._verified: dict[Any, tuple[Any, flat.Plan | None, list[Any]]] = {}
@@ -209,6 +212,15 @@ class TraceCache:
         """:meth:`_call`, or None with a note saying why the trace was not used and what ran instead.
         ``what``: "cell" or "function"."""
         cell = what == "cell"
+        keep: list[Any] = []
+        key = _key(spec, body, sources, keep)
+        if key is not None and key in self._failed:
+            error = self._failed[key][0]
+            self._failed.move_to_end(key)
+            if not any(error in note for note in notes):  # not when the function path failed so in this very run
+                notes.append(_("eager tapes: tracing this code failed on an earlier run ({error}); it is not traced "
+                               "again while the code and what it reads stay the same", error=error))
+            return None
         try:
             return self._call(spec, body, sources, notes, layout)
         except _Impure as error:
@@ -228,6 +240,10 @@ class TraceCache:
         except Exception as error:  # noqa: BLE001 - any failure: the eager path answers (a user's error shows there)
             notes.append(_("eager tapes: tracing the cell failed ({error})", error=first_line(error)) if cell else
                          _("eager tapes: tracing the function failed ({error})", error=first_line(error)))
+            if key is not None:
+                self._failed[key] = (first_line(error), keep)
+                while len(self._failed) > 8 * self.size:
+                    self._failed.popitem(last=False)
         return None
 
     def _call(self, spec: Any, body: Any, sources: list[Source], notes: list[str],
