@@ -62,3 +62,11 @@ def test_explore_benchmark_quick_updates_agree_with_the_derivatives_by_hand():
     lines = {line.split()[0]: line for line in out.splitlines() if line.split()[:1] in (["E17"], ["E27"])}
     assert set(lines) == {"E17", "E27"} and "updates/s" in out
     assert "every updated result agrees with the derivatives by hand" in out  # checked after every move
+
+
+def test_display_benchmark_quick_draws_the_same_heatmap_and_literal_both_ways():
+    # It stops with "the heatmaps differ" ("the literals differ") unless the vectorised heatmap and the per-cell
+    # baseline give the same HTML (numbers._float_literal and np.array2string the same text).
+    out = run(str(BENCHMARKS / "display.py"), "--quick", "--repeats", "1")
+    assert "the heatmaps gave the same HTML, and the literals the same text, on every problem" in out
+    assert "rosenbrock" in out and "median over problems: a displayed warm cell now / as before" in out
