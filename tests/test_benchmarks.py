@@ -70,3 +70,10 @@ def test_display_benchmark_quick_draws_the_same_heatmap_and_literal_both_ways():
     out = run(str(BENCHMARKS / "display.py"), "--quick", "--repeats", "1")
     assert "the heatmaps gave the same HTML, and the literals the same text, on every problem" in out
     assert "rosenbrock" in out and "median over problems: a displayed warm cell now / as before" in out
+
+
+def test_small_benchmark_traces_run_two_and_agrees_with_the_eager_tapes():
+    # It stops unless each cell's runs are eager then traced and every traced Jacobian and Hessian agrees.
+    out = run(str(BENCHMARKS / "small.py"), "--repeats", "1")
+    assert "every traced Jacobian and Hessian agreed with the eager one" in out
+    assert "quadratic 2x2 Hessian" in out and "3x3 inverse Jacobian" in out and "warm / eager" in out
