@@ -30,6 +30,7 @@ class CheckReport:
     tape_value: float = 0.0
     difference_value: float = 0.0
     problem: str | None = None
+    tape_none: bool = False  # the tape's gradient was None (compared as zeros); the report says None, not 0
 
     def __str__(self) -> str:
         from .render.numbers import scalar
@@ -45,9 +46,10 @@ class CheckReport:
                     step=numbers["step"], checked=self.checked, elements=self.elements)
         if self.ok:
             return _("check {label}: ok, max abs error {abs}, max rel error {rel} ({how})", how=how, **numbers)
+        tape = _("None (compared as 0)") if self.tape_none else scalar(self.tape_value, 6)
         return _("check {label}: MISMATCH, max abs error {abs}, max rel error {rel} at element {element}: the tape "
                  "says {tape}, finite differences say {differences} ({how}; tolerance {tolerance})", how=how,
-                 element=self.worst, tape=scalar(self.tape_value, 6), differences=scalar(self.difference_value, 6),
+                 element=self.worst, tape=tape, differences=scalar(self.difference_value, 6),
                  tolerance=scalar(self.tolerance, 2), **numbers)
 
     def __contains__(self, word: str) -> bool:  # so tests and users can write "ok" in report

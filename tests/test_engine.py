@@ -210,6 +210,19 @@ def test_check_passes_a_right_gradient_and_catches_a_wrong_custom_gradient():
     np.testing.assert_array_equal(x.numpy(), [1.0, -2.0, 3.0])  # perturbed variables are restored
 
 
+def test_check_says_none_where_the_tape_gave_none_not_zero():
+    # A sparse target: the tape gives None (and says why), finite differences see the values change. The report used
+    # to say "the tape says 0", which reads as a wrong gradient rather than no gradient.
+    x = tf.Variable([1.0, 2.0, 3.0])
+    r = tapemagic.tape("y = tf.sparse.from_dense(x * x)", ["x"], namespace={"x": x, "tf": tf}, check=True)
+    report = r.target.check["x"]
+    assert not report.ok and report.tape_none
+    assert "the tape says None (compared as 0), finite differences say 6" in str(report), str(report)
+    assert "tape says 0" not in r.to_text() + r.to_html()
+    connected = tapemagic.tape(lambda x: tf.reduce_sum(x * 0.0), [x], check=True).target.check["x"]
+    assert connected.ok and not connected.tape_none  # a true zero gradient is a number, as before
+
+
 def test_check_step_depends_on_dtype():
     assert _methods.default_step(tf.float64) == pytest.approx(6.06e-6, rel=1e-2)
     assert _methods.default_step(tf.float32) == pytest.approx(4.92e-3, rel=1e-2)

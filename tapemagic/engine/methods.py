@@ -218,7 +218,7 @@ def _compare(name: str, source: Source, gradient: Any, differences: dict[int, fl
             worst = (error, relative, index, tape[index], estimate)
     position = tuple(int(i) for i in np.unravel_index(worst[2], concrete_shape(source.value))) if size else ()
     return CheckReport(name, source.name, max_rel <= tolerance, max_abs, max_rel, step, tolerance,
-                       len(differences), size, position, float(worst[3]), float(worst[4]))
+                       len(differences), size, position, float(worst[3]), float(worst[4]), tape_none=gradient is None)
 
 
 def _tangents(vector: Any, sources: list[Source]) -> list[Any]:
