@@ -12,6 +12,7 @@ import tensorflow as tf
 import tapemagic
 from conftest import run, value
 from tapemagic import _i18n
+from tapemagic.render import numbers
 
 SPARSE = "y = tf.sparse.from_dense(x * x)"
 RAGGED = "y = tf.RaggedTensor.from_row_lengths(x * x, [2, 1])"
@@ -75,10 +76,29 @@ def test_the_eager_answer_stands_on_every_re_run_without_a_failed_trace_in_the_n
             assert not any("tracing the cell failed" in note for note in r.notes), r.notes
 
 
+@pytest.mark.parametrize("n", [3, 20])
+def test_a_ragged_targets_hessian_is_traced_on_re_runs_and_agrees(shell, n):
+    # A ragged target's Hessian (of the sum of its entries) is traced when the cell runs again; comparing the trace
+    # with the run used to raise (NumPy cannot read a RaggedTensor as one array) and crash the cell. validate=False:
+    # without it, the row-length check is an Assert op, which keeps the cell from being traced at all.
+    shell.run_cell(f"x = tf.Variable(tf.linspace(0.5, 1.5, {n}))")
+    cell = f"y = tf.RaggedTensor.from_row_lengths(tf.sin(x) * x, [{n - 1}, 1], validate=False)"
+    runs = [run(shell, "x --hessian -o r", cell)[0] for _ in range(3)]
+    assert [r.path for r in runs] == ["eager", "traced", "traced"]
+    xs = np.linspace(0.5, 1.5, n, dtype=np.float32)
+    expected = np.diag(2 * np.cos(xs) - xs * np.sin(xs))  # d2/dx2 of x sin(x)
+    for r in runs:
+        np.testing.assert_allclose(r.targets[0].hessian.numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_the_python_api_explains_a_sparse_function_result():
     x = tf.constant([1.0, 2.0])
-    for _ in range(2):
-        r = tapemagic.tape(lambda x: tf.sparse.from_dense(x * x), [x], hessian=True, display="none")
+
+    def f(x):  # one function, so its second call takes the paths of code seen before
+        return tf.sparse.from_dense(x * x)
+
+    for _ in range(3):
+        r = tapemagic.tape(f, [x], hessian=True, display="none")
         assert "f.values" in r.targets[0].reasons["x"] and r.targets[0].hessian is None
     r = tapemagic.tape(lambda x: tf.RaggedTensor.from_row_lengths(x * x, [1, 1]), [x], jacobian=True, display="none")
     assert "f.flat_values" in r.targets[0].unavailable["jacobian"]
@@ -122,3 +142,26 @@ def test_the_reasons_are_in_chinese_too():
     assert "稠密形式 tf.sparse.to_dense(y)" in sparse.targets[0].reasons["x"]
     assert "（SparseTensor，存储了 2 个值）" in sparse.to_text()
     assert "y.flat_values（逐行排列的全部元素）" in ragged.targets[0].unavailable["jacobian"]
+
+
+def test_a_huge_sparse_target_is_shown_by_its_shape_not_made_dense():
+    # 100000 x 100000 dense would be 40 GB: the views say its shape and how many values it stores.
+    x = tf.Variable([1.0, 2.0])
+    r = tapemagic.tape("y = tf.SparseTensor([[0, 0]], [tf.reduce_sum(x)], [100000, 100000])", ["x"],
+                       namespace={"x": x, "tf": tf}, display="none")
+    assert "y = shape (100000, 100000) (a SparseTensor, 1 stored)" in r.to_text()
+    assert "shape (100000, 100000) (a SparseTensor, 1 stored)" in r.to_html()
+
+
+def test_indexed_slices_are_shown_dense_not_as_tensorflows_repr():
+    # tf.IndexedSlices has indices, values and dense_shape too, but one index per row: not a SparseTensor.
+    slices = tf.IndexedSlices(tf.constant([[1.0, 2.0], [3.0, 4.0]]), tf.constant([2, 0]), tf.constant([3, 2]))
+    assert numbers.array(slices, 4, 10) == "[[3, 4], [0, 0], [1, 2]]"
+
+
+def test_the_explore_widget_sums_a_structured_target_part_by_part():
+    from tapemagic.render import widget
+
+    assert widget._total((np.array([1.0, 1.0]), np.array(1.0))) == 3.0  # NumPy's sum would broadcast to [2, 2]
+    assert widget._total(tf.RaggedTensor.from_row_lengths([1.0, 2.0, 3.0], [2, 1])) == 6.0
+    assert widget._total(tf.sparse.from_dense([[0.0, 2.0], [5.0, 0.0]])) == 7.0

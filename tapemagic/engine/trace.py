@@ -90,9 +90,12 @@ class TraceCache:
         self._no_flat: set[Any] = set()  # cells whose sources cannot be fed as one vector
         self._clean_functions: set[Any] = set()  # keys of function traces made after their code showed no effect
         self._seen: collections.OrderedDict[Any, None] = collections.OrderedDict()  # code run before
-        # A key whose trace failed -> (the error's first line, what the key names by identity, kept alive): not
-        # traced again while the code and everything it reads stay the same (it would fail the same way).
+        # A key whose tracing failed -> (the error's first line, what the key names by identity, kept alive): not
+        # traced again while the code and everything it reads stay the same (it would fail the same way). Only
+        # errors raised while tracing: one from running the traced graph may depend on the values, which the key
+        # does not hold. As many as the cache holds traces, the oldest dropped first.
         self._failed: collections.OrderedDict[Any, tuple[str, list[Any]]] = collections.OrderedDict()
+        self._tracing = False  # set while a graph is being traced, to tell its errors from those of running it
         # A cell's key (without the layout's mark) -> (entry key, layout, watched variables), for traces a
         # real run under tapes has verified (value and gradient): found before the next run of the cell.
         self._verified: dict[Any, tuple[Any, flat.Plan | None, list[Any]]] = {}
@@ -221,6 +224,7 @@ class TraceCache:
                 notes.append(_("eager tapes: tracing this code failed on an earlier run ({error}); it is not traced "
                                "again while the code and what it reads stay the same", error=error))
             return None
+        self._tracing = False
         try:
             return self._call(spec, body, sources, notes, layout)
         except _Impure as error:
@@ -240,9 +244,9 @@ class TraceCache:
         except Exception as error:  # noqa: BLE001 - any failure: the eager path answers (a user's error shows there)
             notes.append(_("eager tapes: tracing the cell failed ({error})", error=first_line(error)) if cell else
                          _("eager tapes: tracing the function failed ({error})", error=first_line(error)))
-            if key is not None:
+            if key is not None and self._tracing:
                 self._failed[key] = (first_line(error), keep)
-                while len(self._failed) > 8 * self.size:
+                while len(self._failed) > self.size:
                     self._failed.popitem(last=False)
         return None
 
@@ -274,6 +278,7 @@ class TraceCache:
 
     def _call_with(self, spec: Any, body: Any, sources: list[Source], notes: list[str],
                    lifted: dict[str, Any], layout: flat.Plan | None = None) -> tuple[_Entry, Any, Any]:
+        self._tracing = False  # this attempt's own error decides (an earlier attempt's tracing may have failed)
         keep: list[Any] = []
         key = _key(spec, body, sources, keep, lifted)
         if key is not None and layout is not None:
@@ -300,7 +305,9 @@ class TraceCache:
         """Trace once, then compile the traced graph with XLA; if XLA cannot compile the cell's
         ops, keep the graph as traced. The key pins shapes and dtypes, so the concrete functions
         are called directly, skipping tf.function's per-call argument binding and cache lookup."""
+        self._tracing = True
         graph = _traced(spec, body, sources, lifted, layout).get_concrete_function(*arguments)
+        self._tracing = False
         found = effects.graph_effects(graph.graph.as_graph_def())
         if found:  # the op log saw none in the real run; the trace holds one (another branch): never run it
             raise _Impure(found[:3])
@@ -461,10 +468,16 @@ def disagreement_of(out: dict[str, Any], values: dict[str, Any], first: dict[str
                 if (eager is None) != (traced is None):
                     return _("{label} is None in one of them", label=label)
                 continue
-            a = np.concatenate([np.ravel(np.asarray(part, dtype=np.float64)) for part in tf.nest.flatten(eager)])
-            b = np.concatenate([np.ravel(np.asarray(part, dtype=np.float64)) for part in tf.nest.flatten(traced)])
-            half = any(getattr(p, "dtype", None) in (tf.float16, tf.bfloat16) for p in tf.nest.flatten(eager))
-            single = any(getattr(p, "dtype", None) == tf.float32 for p in tf.nest.flatten(eager))
+            # a ragged or sparse tensor as its component tensors (values, row splits, indices), which NumPy takes
+            parts = tf.nest.flatten(eager, expand_composites=True)
+            try:
+                a = np.concatenate([np.ravel(np.asarray(part, dtype=np.float64)) for part in parts])
+                b = np.concatenate([np.ravel(np.asarray(part, dtype=np.float64))
+                                    for part in tf.nest.flatten(traced, expand_composites=True)])
+            except (TypeError, ValueError) as error:  # parts NumPy cannot read as numbers: not known to agree
+                return _("{label} could not be compared ({error})", label=label, error=first_line(error))
+            half = any(getattr(p, "dtype", None) in (tf.float16, tf.bfloat16) for p in parts)
+            single = any(getattr(p, "dtype", None) == tf.float32 for p in parts)
             tolerance = 1e-3 if half else 2e-5 if single else 1e-10
             if a.shape != b.shape or not np.allclose(a, b, rtol=tolerance, atol=tolerance * max(1.0, float(np.max(np.abs(a), initial=0))),
                                                      equal_nan=True):

@@ -9,17 +9,33 @@ import numpy as np
 
 from .._i18n import _
 
-__all__ = ["as_array", "scalar", "array", "summary", "python_literal", "element"]
+__all__ = ["as_array", "scalar", "array", "summary", "python_literal", "element", "SPARSE_DENSE_LIMIT"]
+
+SPARSE_DENSE_LIMIT = 1 << 20  # elements: a larger tf.SparseTensor is shown by its shape, not made dense
 
 
 def as_array(value: Any) -> np.ndarray:
     """A NumPy view of a tensor, variable, number or array; a tf.SparseTensor's dense form; a structure whose
     parts differ in shape (a tuple of tensors, a dict) as a 1-d object array of its parts, as NumPy holds a
-    ragged tensor's rows (shown as nested lists; no copy as Python, no sum)."""
+    ragged tensor's rows (shown as nested lists; no copy as Python, no sum). A SparseTensor whose dense form
+    would hold more than SPARSE_DENSE_LIMIT elements gives its stored values (a 100000 x 100000 one would take
+    40 GB dense)."""
     if _is_sparse(value):
         indices, values = np.asarray(value.indices), np.asarray(value.values)
-        dense = np.zeros(tuple(int(d) for d in np.asarray(value.dense_shape)), dtype=values.dtype)
+        dense_shape = _dense_shape(value)
+        if math.prod(dense_shape) > SPARSE_DENSE_LIMIT:
+            return values
+        dense = np.zeros(dense_shape, dtype=values.dtype)
         dense[tuple(indices.T)] = values
+        return dense
+    if type(value).__name__ == "IndexedSlices" and getattr(value, "dense_shape", None) is not None:
+        # rows of a dense tensor (a gathered variable's gradient): made dense, as tf.convert_to_tensor does
+        rows, values = np.asarray(value.indices), np.asarray(value.values)
+        dense_shape = _dense_shape(value)
+        if math.prod(dense_shape) > SPARSE_DENSE_LIMIT:
+            return values
+        dense = np.zeros(dense_shape, dtype=values.dtype)
+        np.add.at(dense, rows, values)
         return dense
     if hasattr(value, "numpy"):
         value = value.numpy()
@@ -38,8 +54,13 @@ def as_array(value: Any) -> np.ndarray:
 
 
 def _is_sparse(value: Any) -> bool:
-    """A tf.SparseTensor (by its parts, so rendering needs no TensorFlow)."""
-    return all(hasattr(value, name) for name in ("indices", "values", "dense_shape"))
+    """A tf.SparseTensor (by its type's name, so rendering needs no TensorFlow; not a tf.IndexedSlices, which
+    has parts of the same names but one index per row)."""
+    return type(value).__name__ in ("SparseTensor", "SparseTensorValue")
+
+
+def _dense_shape(value: Any) -> tuple[int, ...]:
+    return tuple(int(d) for d in np.asarray(value.dense_shape))
 
 
 def scalar(value: Any, precision: int) -> str:
@@ -78,10 +99,12 @@ def array(value: Any, precision: int, max_elements: int) -> str:
     """One line: a scalar, a small nested list, or a summary of a large array (a SparseTensor's dense form, said)."""
     if isinstance(value, dict):
         return "{" + ", ".join(f"{key}: {array(part, precision, max_elements)}" for key, part in value.items()) + "}"
-    data = as_array(value)
     if _is_sparse(value):
-        return _("{dense} (a SparseTensor, {count} stored)", dense=array(data, precision, max_elements),
-                 count=int(np.asarray(value.values).size))
+        dense_shape = _dense_shape(value)
+        dense = (_("shape {shape}", shape=shape(dense_shape)) if math.prod(dense_shape) > SPARSE_DENSE_LIMIT
+                 else array(as_array(value), precision, max_elements))
+        return _("{dense} (a SparseTensor, {count} stored)", dense=dense, count=int(np.asarray(value.values).size))
+    data = as_array(value)
     if data.ndim == 0:
         return scalar(data.item(), precision)
     if data.dtype == object and data.ndim == 1 and any(isinstance(part, np.ndarray) for part in data):
@@ -151,9 +174,9 @@ def python_literal(value: Any) -> str:
 def _float_literal(data: np.ndarray, width: int = 100) -> str:
     """What ``np.array2string(data, separator=", ", threshold=sys.maxsize, max_line_width=width,
     formatter={"float_kind": element, "complex_kind": element})`` writes, byte for byte, for a non-empty array of
-    floats or complex numbers, five times faster: NumPy calls the formatter and its line-wrapping code once per
-    element through a recursive closure (87 ms for 10,000 float32s, most of a displayed re-run's time); here
-    each element is one ``str`` and a row is wrapped in one loop (tests/test_render.py compares the two)."""
+    floats or complex numbers, 3 to 5 times faster: NumPy calls the formatter and its line-wrapping code once
+    per element through a recursive closure (29 ms for 10,000 float32s, most of a displayed re-run's time); here
+    each element is one ``str`` and a row is wrapped in one loop (tests/test_static_view.py compares the two)."""
     flat = data.ravel()
     words = list(map(str, flat))
     if data.dtype.kind == "f":
@@ -179,7 +202,7 @@ def _float_literal(data: np.ndarray, width: int = 100) -> str:
             return "[" + text[len(indent):] + "]", end
         separator = "," + "\n" * (len(shape) - axis - 1)
         parts = []
-        for _ in range(shape[axis]):
+        for _row in range(shape[axis]):
             part, start = nested(start, axis + 1, inner, room - 1)
             parts.append(indent + part)
         return "[" + separator.join(parts)[len(indent):] + "]", start

@@ -175,8 +175,12 @@ class Explorer:
 
 
 def _total(value: Any) -> float:
-    """A target's value as one number (a structure of tensors is summed, as the tape does)."""
-    return float(np.sum(numbers.as_array(value)))
+    """A target's value as one number (a structure of tensors is summed part by part, as the tape does; a
+    SparseTensor, its stored values)."""
+    data = numbers.as_array(value)
+    if data.dtype == object:  # parts of different shapes (a tuple's tensors, a ragged tensor's rows)
+        return float(sum(_total(part) for part in data.reshape(-1)))
+    return float(np.sum(data))
 
 
 def nice_step(span: float) -> float:
