@@ -645,19 +645,31 @@ def shut_down_kernels(server: Server) -> None:
         server.api(f"sessions/{session['id']}", method="DELETE")
 
 
-def open_without_kernel(page: Any, server: Server, url: str | None) -> None:
-    """Open (or, with no url, reload) a notebook page while kernels are refused; check none started."""
+def open_without_kernel(page: Any, server: Server, url: str | None, refused: list[str]) -> None:
+    """Open (or, with no url, reload) a notebook page while kernels are refused (``refused``: the refused
+    starts, from kernels_refused); check none started."""
+    before = len(refused)
     page.goto(url) if url else page.reload()
     code_cells(page).first.wait_for(timeout=60_000)
-    dismiss_dialogs(page)  # JupyterLab's "Error Starting Kernel"
+    # JupyterLab asks for a kernel once the notebook is open, and shows "Error Starting Kernel" when refused: on a
+    # busy machine that can come seconds after the cells, and its modal dialog would swallow the clicks below.
+    for _ in range(60):
+        if len(refused) > before:
+            break
+        page.wait_for_timeout(250)
+    if len(refused) > before:
+        page.locator(".jp-Dialog").first.wait_for(timeout=15_000)
+    dismiss_dialogs(page)
     page.wait_for_timeout(2000)  # outputs render after the model loads
+    if page.locator(".jp-Dialog").count():  # a second refusal's dialog
+        dismiss_dialogs(page)
     assert not server.api("sessions"), "a kernel started"
 
 
 def test_reopened_without_kernel_shows_every_result(lab: Any, saved_tour: Path, server: Server) -> None:
     shut_down_kernels(server)
     with kernels_refused(lab) as refused:
-        open_without_kernel(lab, server, None)
+        open_without_kernel(lab, server, None, refused)
         code_cells(lab).nth(2).scroll_into_view_if_needed()
         screenshot(lab, "lab-reopened")
         assert_results_show_numbers(lab, "reopened without a kernel")
@@ -672,8 +684,8 @@ def test_untrusted_copy_shows_every_result_readably(lab: Any, saved_tour: Path, 
     notebook["metadata"]["edited"] = "by hand, so the notebook's signature no longer matches"
     (server.root / "untrusted.ipynb").write_text(json.dumps(notebook, indent=1))
     shut_down_kernels(server)
-    with kernels_refused(lab):
-        open_without_kernel(lab, server, server.url("lab/workspaces/untrusted/tree/untrusted.ipynb"))
+    with kernels_refused(lab) as refused:
+        open_without_kernel(lab, server, server.url("lab/workspaces/untrusted/tree/untrusted.ipynb"), refused)
         trusted = lab.evaluate(f"() => {CURRENT_NOTEBOOK}.content.model.cells.get(1).trusted")
         assert trusted is False, "the edited copy is still trusted: the test proves nothing"
         code_cells(lab).nth(2).scroll_into_view_if_needed()
