@@ -20,23 +20,8 @@ def as_array(value: Any) -> np.ndarray:
     ragged tensor's rows (shown as nested lists; no copy as Python, no sum). A SparseTensor whose dense form
     would hold more than SPARSE_DENSE_LIMIT elements gives its stored values (a 100000 x 100000 one would take
     40 GB dense)."""
-    if _is_sparse(value):
-        indices, values = np.asarray(value.indices), np.asarray(value.values)
-        dense_shape = _dense_shape(value)
-        if math.prod(dense_shape) > SPARSE_DENSE_LIMIT:
-            return values
-        dense = np.zeros(dense_shape, dtype=values.dtype)
-        dense[tuple(indices.T)] = values
-        return dense
-    if type(value).__name__ == "IndexedSlices" and getattr(value, "dense_shape", None) is not None:
-        # rows of a dense tensor (a gathered variable's gradient): made dense, as tf.convert_to_tensor does
-        rows, values = np.asarray(value.indices), np.asarray(value.values)
-        dense_shape = _dense_shape(value)
-        if math.prod(dense_shape) > SPARSE_DENSE_LIMIT:
-            return values
-        dense = np.zeros(dense_shape, dtype=values.dtype)
-        np.add.at(dense, rows, values)
-        return dense
+    if _is_sparse(value) or (type(value).__name__ == "IndexedSlices" and getattr(value, "dense_shape", None) is not None):
+        return _densified(value)
     if hasattr(value, "numpy"):
         value = value.numpy()
     if isinstance(value, dict):  # a target that is a dict of tensors: its values, in order
@@ -61,6 +46,19 @@ def _is_sparse(value: Any) -> bool:
 
 def _dense_shape(value: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in np.asarray(value.dense_shape))
+
+
+def _densified(value: Any) -> np.ndarray:
+    """The dense form of a SparseTensor (one index per element) or of tf.IndexedSlices (one per row, as a
+    gathered variable's gradient holds them), repeated indices added up as TensorFlow adds them; its stored
+    values where the dense form would pass SPARSE_DENSE_LIMIT elements."""
+    indices, values = np.asarray(value.indices), np.asarray(value.values)
+    dense_shape = _dense_shape(value)
+    if math.prod(dense_shape) > SPARSE_DENSE_LIMIT:
+        return values
+    dense = np.zeros(dense_shape, dtype=values.dtype)
+    np.add.at(dense, tuple(indices.T) if indices.ndim == 2 else indices, values)
+    return dense
 
 
 def scalar(value: Any, precision: int) -> str:
